@@ -1,0 +1,173 @@
+//! The store's one error type and its mapping to a JS `Error` with a stable `code`.
+
+use std::fmt;
+
+/// Every failure the store reports. `code()` is the stable string JS branches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+  /// A call after `close()`.
+  Closed,
+  /// A malformed option (connection string, TLS material, identifier).
+  InvalidOption(String),
+  /// No connection could be opened (refused, unreachable, DNS).
+  Connect(String),
+  /// No connection became available within `connectionTimeoutMillis`.
+  Timeout(String),
+  /// The connection broke while a statement was in flight.
+  ConnectionLost(String),
+  /// TLS set-up or handshake failed (bad certificate, wrong host, unknown CA).
+  Tls(String),
+  /// The table does not exist and `createTableIfMissing` is off.
+  NoTable(String),
+  /// The table exists but lacks a column or has a type the store cannot use.
+  Schema(String),
+  /// An error reported by PostgreSQL; `code` is its SQLSTATE.
+  Db { sqlstate: String, message: String },
+}
+
+impl StoreError {
+  pub fn code(&self) -> &str {
+    match self {
+      StoreError::Closed => "ERR_PG_SESSION_CLOSED",
+      StoreError::InvalidOption(_) => "ERR_PG_SESSION_INVALID_OPTION",
+      StoreError::Connect(_) => "ERR_PG_SESSION_CONNECT",
+      StoreError::Timeout(_) => "ERR_PG_SESSION_TIMEOUT",
+      StoreError::ConnectionLost(_) => "ERR_PG_SESSION_CONNECTION_LOST",
+      StoreError::Tls(_) => "ERR_PG_SESSION_TLS",
+      StoreError::NoTable(_) => "ERR_PG_SESSION_NO_TABLE",
+      StoreError::Schema(_) => "ERR_PG_SESSION_SCHEMA",
+      StoreError::Db { sqlstate, .. } => sqlstate,
+    }
+  }
+
+  /// Errors after which a retry on a fresh connection may succeed.
+  pub fn is_connection_fault(&self) -> bool {
+    matches!(
+      self,
+      StoreError::Connect(_) | StoreError::Timeout(_) | StoreError::ConnectionLost(_)
+    ) || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03")
+  }
+}
+
+impl fmt::Display for StoreError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      StoreError::Closed => write!(f, "the session store is closed; create a new store to keep using sessions"),
+      StoreError::InvalidOption(m)
+      | StoreError::Connect(m)
+      | StoreError::Timeout(m)
+      | StoreError::ConnectionLost(m)
+      | StoreError::Tls(m)
+      | StoreError::NoTable(m)
+      | StoreError::Schema(m) => f.write_str(m),
+      StoreError::Db { message, .. } => f.write_str(message),
+    }
+  }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+  fn from(err: tokio_postgres::Error) -> Self {
+    if let Some(db) = err.as_db_error() {
+      let sqlstate = db.code().code().to_string();
+      let mut message = format!("PostgreSQL: {}", db.message());
+      if let Some(detail) = db.detail() {
+        message.push_str(&format!(" ({detail})"));
+      }
+      if let Some(hint) = db.hint() {
+        message.push_str(&format!("; hint: {hint}"));
+      }
+      if sqlstate == "26000" {
+        // A pooler in transaction mode (PgBouncer) drops named prepared statements.
+        message.push_str(
+          "; if a connection pooler such as PgBouncer sits in front of PostgreSQL, set the option `preparedStatements: false`",
+        );
+      }
+      return StoreError::Db { sqlstate, message };
+    }
+    let text = error_chain(&err);
+    if err.is_closed() {
+      return StoreError::ConnectionLost(format!(
+        "the connection to PostgreSQL was lost ({text}); the call may be retried"
+      ));
+    }
+    if text.contains("tls") || text.contains("certificate") || text.contains("TLS") {
+      return StoreError::Tls(format!(
+        "TLS connection to PostgreSQL failed ({text}); check the `ssl` option or `sslmode`"
+      ));
+    }
+    StoreError::Connect(format!(
+      "could not connect to PostgreSQL ({text}); check that the server is running and the connection settings"
+    ))
+  }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+  fn from(err: deadpool_postgres::PoolError) -> Self {
+    use deadpool_postgres::PoolError;
+    match err {
+      PoolError::Backend(e) => e.into(),
+      PoolError::Closed => StoreError::Closed,
+      PoolError::Timeout(kind) => StoreError::Timeout(format!(
+        "no PostgreSQL connection within connectionTimeoutMillis ({kind:?} timed out); the database may be down or every connection busy"
+      )),
+      other => StoreError::Connect(format!("could not get a PostgreSQL connection ({other})")),
+    }
+  }
+}
+
+/// The error and its sources in one line, so the cause is not lost at the JS boundary.
+fn error_chain(err: &dyn std::error::Error) -> String {
+  let mut text = err.to_string();
+  let mut source = err.source();
+  while let Some(cause) = source {
+    let s = cause.to_string();
+    if !text.contains(&s) {
+      text.push_str(": ");
+      text.push_str(&s);
+    }
+    source = cause.source();
+  }
+  text
+}
+
+/// napi rejects async calls only with its own `Status`, so the code travels as the
+/// message's first word; `index.js` moves it into `error.code`.
+impl From<StoreError> for napi::Error {
+  fn from(err: StoreError) -> Self {
+    napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", err.code(), err))
+  }
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn codes_are_stable() {
+    assert_eq!(StoreError::Closed.code(), "ERR_PG_SESSION_CLOSED");
+    let db = StoreError::Db {
+      sqlstate: "57014".into(),
+      message: "x".into(),
+    };
+    assert_eq!(db.code(), "57014");
+    let napi_err: napi::Error = StoreError::Timeout("slow".into()).into();
+    assert_eq!(napi_err.reason, "ERR_PG_SESSION_TIMEOUT: slow");
+  }
+
+  #[test]
+  fn connection_faults_are_retryable() {
+    assert!(StoreError::ConnectionLost("x".into()).is_connection_fault());
+    assert!(StoreError::Db {
+      sqlstate: "57P01".into(),
+      message: "x".into()
+    }
+    .is_connection_fault());
+    assert!(!StoreError::Db {
+      sqlstate: "23505".into(),
+      message: "x".into()
+    }
+    .is_connection_fault());
+  }
+}

@@ -1,0 +1,346 @@
+//! Identifier quoting and the statement text for one (schema, table, columns, column types).
+
+use tokio_postgres::types::Type;
+
+use crate::error::{StoreError, StoreResult};
+
+/// PostgreSQL truncates longer identifiers silently; we refuse them instead.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Quotes one identifier. Every table, schema and column name goes through here.
+pub fn quote_ident(name: &str, option: &str) -> StoreResult<String> {
+  if name.is_empty() {
+    return Err(StoreError::InvalidOption(format!("`{option}` must not be empty")));
+  }
+  if name.contains('\0') {
+    return Err(StoreError::InvalidOption(format!(
+      "`{option}` must not contain a NUL character"
+    )));
+  }
+  if name.len() > MAX_IDENTIFIER_BYTES {
+    return Err(StoreError::InvalidOption(format!(
+      "`{option}` is {} bytes long; PostgreSQL identifiers hold at most {MAX_IDENTIFIER_BYTES}",
+      name.len()
+    )));
+  }
+  Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// Where the sessions live: names as the user gave them.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+  pub schema: Option<String>,
+  pub table: String,
+  pub session_id: String,
+  pub session_data: String,
+  pub expire: String,
+}
+
+/// The same names, quoted once at construction.
+#[derive(Debug, Clone)]
+pub struct QuotedTable {
+  pub schema: Option<String>,
+  /// `"schema"."table"` or `"table"`.
+  pub qualified: String,
+  pub session_id: String,
+  pub session_data: String,
+  pub expire: String,
+  spec: TableSpec,
+}
+
+impl QuotedTable {
+  pub fn new(spec: TableSpec) -> StoreResult<Self> {
+    let schema = match &spec.schema {
+      Some(s) => Some(quote_ident(s, "schemaName")?),
+      None => None,
+    };
+    let table = quote_ident(&spec.table, "tableName")?;
+    let qualified = match &schema {
+      Some(s) => format!("{s}.{table}"),
+      None => table,
+    };
+    let session_id = quote_ident(&spec.session_id, "columns.session_id")?;
+    let session_data = quote_ident(&spec.session_data, "columns.session_data")?;
+    let expire = quote_ident(&spec.expire, "columns.expire")?;
+    let distinct = [&spec.session_id, &spec.session_data, &spec.expire];
+    if distinct[0] == distinct[1] || distinct[0] == distinct[2] || distinct[1] == distinct[2] {
+      return Err(StoreError::InvalidOption(
+        "`columns` must name three different columns".into(),
+      ));
+    }
+    Ok(QuotedTable {
+      schema,
+      qualified,
+      session_id,
+      session_data,
+      expire,
+      spec,
+    })
+  }
+
+  pub fn spec(&self) -> &TableSpec {
+    &self.spec
+  }
+
+  /// One catalog query: does the table exist, and what type has each column.
+  pub fn catalog_query(&self) -> Stmt {
+    Stmt::new(
+      "SELECT r.oid IS NOT NULL, a.attname::text, t.typname::text \
+       FROM (SELECT to_regclass($1::text) AS oid) r \
+       LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped \
+       LEFT JOIN pg_type t ON t.oid = a.atttypid"
+        .to_string(),
+      &[Type::TEXT],
+    )
+  }
+
+  /// connect-pg-simple's table, with the configured names; safe to run concurrently.
+  pub fn create_table_sql(&self) -> String {
+    let t = &self.qualified;
+    let index = quote_ident(
+      &truncate_identifier(&format!("IDX_{}_{}", self.spec.table, self.spec.expire)),
+      "index name",
+    )
+    .unwrap_or_else(|_| "\"IDX_session_expire\"".into());
+    let mut sql = String::new();
+    if let Some(schema) = &self.schema {
+      sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"));
+    }
+    sql.push_str(&format!(
+      "CREATE TABLE IF NOT EXISTS {t} (\n  {sid} varchar NOT NULL COLLATE \"default\" PRIMARY KEY,\n  {data} json NOT NULL,\n  {exp} timestamp(6) NOT NULL\n);\nCREATE INDEX IF NOT EXISTS {index} ON {t} ({exp});",
+      sid = self.session_id,
+      data = self.session_data,
+      exp = self.expire
+    ));
+    sql
+  }
+}
+
+fn truncate_identifier(name: &str) -> String {
+  let mut end = name.len().min(MAX_IDENTIFIER_BYTES);
+  while !name.is_char_boundary(end) {
+    end -= 1;
+  }
+  name[..end].to_string()
+}
+
+/// The data column's type decides the cast on write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+  Json,
+  Jsonb,
+  Text,
+}
+
+/// The expire column's type decides how the JS time is compared and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireType {
+  Timestamp,
+  Timestamptz,
+}
+
+impl DataType {
+  pub fn from_pg(typname: &str) -> Option<Self> {
+    match typname {
+      "json" => Some(DataType::Json),
+      "jsonb" => Some(DataType::Jsonb),
+      "text" | "varchar" => Some(DataType::Text),
+      _ => None,
+    }
+  }
+  fn cast(self) -> &'static str {
+    match self {
+      DataType::Json => "::json",
+      DataType::Jsonb => "::jsonb",
+      DataType::Text => "",
+    }
+  }
+}
+
+impl ExpireType {
+  pub fn from_pg(typname: &str) -> Option<Self> {
+    match typname {
+      "timestamp" => Some(ExpireType::Timestamp),
+      "timestamptz" => Some(ExpireType::Timestamptz),
+      _ => None,
+    }
+  }
+  /// Seconds since the epoch as the column's type, so its index stays usable.
+  fn at(self, seconds: &str) -> String {
+    match self {
+      ExpireType::Timestamp => format!("to_timestamp({seconds})::timestamp"),
+      ExpireType::Timestamptz => format!("to_timestamp({seconds})"),
+    }
+  }
+}
+
+/// A statement's text and its parameter types (explicit, so it can also run unnamed).
+#[derive(Debug, Clone)]
+pub struct Stmt {
+  pub sql: String,
+  pub types: &'static [Type],
+}
+
+impl Stmt {
+  fn new(sql: String, types: &'static [Type]) -> Self {
+    Stmt { sql, types }
+  }
+}
+
+/// Every statement the store runs, built once per store after the column types are known.
+#[derive(Debug, Clone)]
+pub struct Statements {
+  pub get: Stmt,
+  pub set: Stmt,
+  pub touch: Stmt,
+  pub touch_many: Stmt,
+  pub destroy: Stmt,
+  pub all: Stmt,
+  pub ids: Stmt,
+  pub count: Stmt,
+  pub clear: Stmt,
+  pub prune_batch: Stmt,
+}
+
+impl Statements {
+  pub fn new(t: &QuotedTable, data: DataType, expire: ExpireType) -> Self {
+    let (table, sid, sess, exp) = (&t.qualified, &t.session_id, &t.session_data, &t.expire);
+    let live = format!("{exp} >= {}", expire.at("$1::float8"));
+    Statements {
+      get: Stmt::new(
+        format!(
+          "SELECT {sess}::text FROM {table} WHERE {sid} = $1::text AND {exp} >= {}",
+          expire.at("$2::float8")
+        ),
+        &[Type::TEXT, Type::FLOAT8],
+      ),
+      set: Stmt::new(
+        format!(
+          "INSERT INTO {table} ({sid}, {sess}, {exp}) VALUES ($1::text, $2::text{cast}, {at}) \
+           ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}",
+          cast = data.cast(),
+          at = expire.at("$3::float8")
+        ),
+        &[Type::TEXT, Type::TEXT, Type::FLOAT8],
+      ),
+      touch: Stmt::new(
+        format!(
+          "UPDATE {table} SET {exp} = {} WHERE {sid} = $1::text",
+          expire.at("$2::float8")
+        ),
+        &[Type::TEXT, Type::FLOAT8],
+      ),
+      touch_many: Stmt::new(
+        format!(
+          "UPDATE {table} AS s SET {exp} = {} \
+           FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) WHERE s.{sid} = v.sid",
+          expire.at("v.expire_at")
+        ),
+        &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
+      ),
+      destroy: Stmt::new(
+        format!("DELETE FROM {table} WHERE {sid} = $1::text"),
+        &[Type::TEXT],
+      ),
+      all: Stmt::new(
+        format!("SELECT {sid}::text, {sess}::text FROM {table} WHERE {live}"),
+        &[Type::FLOAT8],
+      ),
+      ids: Stmt::new(
+        format!("SELECT {sid}::text FROM {table} WHERE {live}"),
+        &[Type::FLOAT8],
+      ),
+      count: Stmt::new(
+        format!("SELECT count(*) FROM {table} WHERE {live}"),
+        &[Type::FLOAT8],
+      ),
+      clear: Stmt::new(format!("DELETE FROM {table}"), &[]),
+      // SKIP LOCKED: two processes pruning at once never wait on (or deadlock with) each other.
+      prune_batch: Stmt::new(
+        format!(
+          "DELETE FROM {table} WHERE {sid} IN (SELECT {sid} FROM {table} WHERE {exp} < {} \
+           LIMIT $2::int8 FOR UPDATE SKIP LOCKED)",
+          expire.at("$1::float8")
+        ),
+        &[Type::FLOAT8, Type::INT8],
+      ),
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn spec(table: &str) -> TableSpec {
+    TableSpec {
+      schema: Some("app".into()),
+      table: table.into(),
+      session_id: "sid".into(),
+      session_data: "sess".into(),
+      expire: "expire".into(),
+    }
+  }
+
+  #[test]
+  fn quotes_and_doubles_embedded_quotes() {
+    assert_eq!(quote_ident("session", "t").unwrap(), "\"session\"");
+    assert_eq!(
+      quote_ident("a\"; DROP TABLE x; --", "t").unwrap(),
+      "\"a\"\"; DROP TABLE x; --\""
+    );
+  }
+
+  #[test]
+  fn rejects_nul_empty_and_long_names() {
+    for bad in ["", "a\0b", &"x".repeat(64)] {
+      let err = quote_ident(bad, "tableName").unwrap_err();
+      assert_eq!(err.code(), "ERR_PG_SESSION_INVALID_OPTION");
+      assert!(err.to_string().contains("tableName"));
+    }
+    assert!(quote_ident(&"x".repeat(63), "t").is_ok());
+  }
+
+  #[test]
+  fn rejects_repeated_columns() {
+    let mut s = spec("t");
+    s.expire = "sid".into();
+    assert!(QuotedTable::new(s).is_err());
+  }
+
+  #[test]
+  fn statements_use_quoted_names_and_casts() {
+    let t = QuotedTable::new(spec("user \"sessions\"")).unwrap();
+    assert_eq!(t.qualified, "\"app\".\"user \"\"sessions\"\"\"");
+    let s = Statements::new(&t, DataType::Jsonb, ExpireType::Timestamp);
+    assert!(s.set.sql.contains("$2::text::jsonb"));
+    assert!(s.get.sql.contains("to_timestamp($2::float8)::timestamp"));
+    assert!(s.set.sql.contains("ON CONFLICT (\"sid\")"));
+    let s = Statements::new(&t, DataType::Text, ExpireType::Timestamptz);
+    assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
+    assert!(!s.get.sql.contains("::timestamp "));
+    assert_eq!(s.set.types.len(), 3);
+  }
+
+  #[test]
+  fn create_table_names_index_after_table() {
+    let t = QuotedTable::new(TableSpec {
+      schema: None,
+      ..spec("session")
+    })
+    .unwrap();
+    let sql = t.create_table_sql();
+    assert!(sql.contains("\"IDX_session_expire\""));
+    assert!(!sql.contains("CREATE SCHEMA"));
+    let long = QuotedTable::new(spec(&"é".repeat(31))).unwrap();
+    assert!(long.create_table_sql().contains("CREATE SCHEMA IF NOT EXISTS \"app\""));
+  }
+
+  #[test]
+  fn column_types() {
+    assert_eq!(DataType::from_pg("jsonb"), Some(DataType::Jsonb));
+    assert_eq!(DataType::from_pg("bytea"), None);
+    assert_eq!(ExpireType::from_pg("timestamptz"), Some(ExpireType::Timestamptz));
+    assert_eq!(ExpireType::from_pg("date"), None);
+  }
+}

@@ -1,0 +1,542 @@
+//! The `#[napi]` session store: its options, its async methods and its life cycle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use tokio::sync::{Notify, OnceCell};
+
+use crate::config::ConnectionOptions;
+use crate::error::{StoreError, StoreResult};
+use crate::pool::{Params, Target};
+use crate::sql::{DataType, ExpireType, QuotedTable, Statements, Stmt, TableSpec};
+
+const DEFAULT_MAX: u32 = 10;
+const DEFAULT_TIMEOUT_MS: u32 = 5_000;
+const DEFAULT_PRUNE_BATCH: u32 = 5_000;
+
+/// Everything the native store needs; `index.js` fills it from the user's options.
+#[napi(object)]
+#[derive(Default)]
+pub struct StoreOptions {
+  /// The primary server: every write, and reads when there is no replica.
+  pub connection: ConnectionOptions,
+  /// Read replicas for `get`, `all`, `ids` and `length`.
+  pub replicas: Option<Vec<ConnectionOptions>>,
+  /// Schema of the table; default: the connection's `search_path`.
+  pub schema_name: Option<String>,
+  /// Table name; default `session`.
+  pub table_name: Option<String>,
+  /// Session id column; default `sid`.
+  pub session_id_column: Option<String>,
+  /// Session data column (`json`, `jsonb` or `text`); default `sess`.
+  pub session_data_column: Option<String>,
+  /// Expiry column (`timestamp` or `timestamptz`); default `expire`.
+  pub expire_column: Option<String>,
+  /// Create the table (and schema) on first use when it is missing.
+  pub create_table_if_missing: Option<bool>,
+  /// false: send every statement unnamed, for PgBouncer in transaction mode. Default true.
+  pub prepared_statements: Option<bool>,
+  /// Connections per server; default 10.
+  pub max: Option<u32>,
+  /// Longest wait to connect or for a free connection, in ms; default 5000.
+  pub connection_timeout_millis: Option<u32>,
+  /// Close connections idle this long, in ms; 0 keeps them. Default 10000.
+  pub idle_timeout_millis: Option<u32>,
+  /// Rows deleted per statement while pruning; default 5000.
+  pub prune_batch_size: Option<u32>,
+}
+
+/// One live session as `all()` returns it.
+#[napi(object)]
+pub struct SessionRow {
+  pub sid: String,
+  /// The stored JSON text.
+  pub data: String,
+}
+
+/// A pool's state, as deadpool reports it.
+#[napi(object)]
+pub struct PoolStats {
+  pub max_size: u32,
+  /// Open connections.
+  pub size: u32,
+  /// Open connections not in use.
+  pub idle: u32,
+  /// Calls waiting for a connection.
+  pub waiting: u32,
+}
+
+/// What `stats()` returns.
+#[napi(object)]
+pub struct StoreStats {
+  pub primary: PoolStats,
+  pub replicas: Vec<PoolStats>,
+  /// Completed calls by method name.
+  pub operations: HashMap<String, i64>,
+  /// Failed calls by error code.
+  pub errors: HashMap<String, i64>,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+  Get,
+  Set,
+  Touch,
+  Destroy,
+  All,
+  Ids,
+  Length,
+  Clear,
+  Prune,
+  Ping,
+}
+
+const OPS: [&str; 10] = [
+  "get", "set", "touch", "destroy", "all", "ids", "length", "clear", "prune", "ping",
+];
+
+struct Inner {
+  table: QuotedTable,
+  primary: Target,
+  replicas: Vec<Target>,
+  next_replica: AtomicUsize,
+  create_table: bool,
+  prune_batch: i64,
+  timeout: Duration,
+  idle_timeout: Option<Duration>,
+  statements: OnceCell<Statements>,
+  closed: AtomicBool,
+  reaper_started: AtomicBool,
+  in_flight: AtomicUsize,
+  drained: Notify,
+  operations: [AtomicU64; OPS.len()],
+  errors: Mutex<HashMap<String, i64>>,
+}
+
+/// The native half of the store. `index.js` wraps it in an express-session `Store`.
+#[napi]
+pub struct NativeStore {
+  inner: Arc<Inner>,
+}
+
+#[napi]
+impl NativeStore {
+  #[napi(constructor)]
+  pub fn new(options: StoreOptions) -> Result<Self> {
+    Ok(NativeStore {
+      inner: Arc::new(Inner::new(options)?),
+    })
+  }
+
+  /// The stored JSON text of a live session, or null.
+  #[napi]
+  pub async fn get(&self, sid: String, now_ms: f64) -> Result<Option<String>> {
+    let inner = &self.inner;
+    inner.call(Op::Get, inner.get(&sid, now_ms / 1000.0)).await
+  }
+
+  /// Inserts or replaces a session (one upsert).
+  #[napi]
+  pub async fn set(&self, sid: String, session_json: String, expire_at_ms: f64) -> Result<()> {
+    let inner = &self.inner;
+    let expire_at = expire_at_ms / 1000.0;
+    let write = async {
+      let st = inner.statements().await?;
+      inner
+        .primary
+        .run(&st.set, &[&sid, &session_json, &expire_at])
+        .await
+        .map(drop)
+    };
+    inner.call(Op::Set, write).await
+  }
+
+  /// Moves a session's expiry; resolves true when the session exists.
+  #[napi]
+  pub async fn touch(&self, sid: String, expire_at_ms: f64) -> Result<bool> {
+    let inner = &self.inner;
+    let expire_at = expire_at_ms / 1000.0;
+    inner
+      .call(Op::Touch, inner.write(|s| &s.touch, &[&sid, &expire_at]))
+      .await
+      .map(|changed| changed > 0)
+  }
+
+  /// Deletes a session; deleting a missing one is not an error.
+  #[napi]
+  pub async fn destroy(&self, sid: String) -> Result<()> {
+    let inner = &self.inner;
+    inner
+      .call(Op::Destroy, inner.write(|s| &s.destroy, &[&sid]))
+      .await
+      .map(drop)
+  }
+
+  /// Every live session with its id.
+  #[napi]
+  pub async fn all(&self, now_ms: f64) -> Result<Vec<SessionRow>> {
+    let inner = &self.inner;
+    let now = now_ms / 1000.0;
+    let rows = inner.call(Op::All, inner.read(|s| &s.all, &[&now])).await?;
+    Ok(
+      rows
+        .iter()
+        .map(|r| SessionRow {
+          sid: r.get(0),
+          data: r.get(1),
+        })
+        .collect(),
+    )
+  }
+
+  /// The ids of every live session.
+  #[napi]
+  pub async fn ids(&self, now_ms: f64) -> Result<Vec<String>> {
+    let inner = &self.inner;
+    let now = now_ms / 1000.0;
+    let rows = inner.call(Op::Ids, inner.read(|s| &s.ids, &[&now])).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+  }
+
+  /// How many live sessions there are.
+  #[napi]
+  pub async fn length(&self, now_ms: f64) -> Result<i64> {
+    let inner = &self.inner;
+    let now = now_ms / 1000.0;
+    let rows = inner
+      .call(Op::Length, inner.read(|s| &s.count, &[&now]))
+      .await?;
+    Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
+  }
+
+  /// Deletes every session, live or not.
+  #[napi]
+  pub async fn clear(&self) -> Result<()> {
+    let inner = &self.inner;
+    inner
+      .call(Op::Clear, inner.write(|s| &s.clear, &[]))
+      .await
+      .map(drop)
+  }
+
+  /// Deletes expired sessions in batches; resolves the number deleted.
+  #[napi]
+  pub async fn prune(&self, now_ms: f64) -> Result<i64> {
+    let inner = &self.inner;
+    inner.call(Op::Prune, inner.prune(now_ms / 1000.0)).await
+  }
+
+  /// One round trip to the primary: resolves once the database answers.
+  #[napi]
+  pub async fn ping(&self) -> Result<()> {
+    let inner = &self.inner;
+    let probe = async { inner.primary.batch("SELECT 1").await };
+    inner.call(Op::Ping, probe).await
+  }
+
+  /// Refuses new calls, lets calls in flight finish (up to the connection timeout),
+  /// then closes every connection. Calling it again does nothing.
+  #[napi]
+  pub async fn close(&self) -> Result<()> {
+    let inner = &self.inner;
+    if inner.closed.swap(true, Ordering::SeqCst) {
+      return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + inner.timeout;
+    loop {
+      let drained = inner.drained.notified();
+      if inner.in_flight.load(Ordering::SeqCst) == 0 {
+        break;
+      }
+      if tokio::time::timeout_at(deadline, drained).await.is_err() {
+        break;
+      }
+    }
+    inner.primary.pool.close();
+    for replica in &inner.replicas {
+      replica.pool.close();
+    }
+    Ok(())
+  }
+
+  /// Pool sizes and call counters.
+  #[napi]
+  pub fn stats(&self) -> StoreStats {
+    let inner = &self.inner;
+    let operations = OPS
+      .iter()
+      .zip(&inner.operations)
+      .map(|(name, n)| (name.to_string(), n.load(Ordering::Relaxed) as i64))
+      .collect();
+    StoreStats {
+      primary: pool_stats(&inner.primary),
+      replicas: inner.replicas.iter().map(pool_stats).collect(),
+      operations,
+      errors: inner.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+    }
+  }
+
+  /// True once `close()` was called.
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.inner.closed.load(Ordering::SeqCst)
+  }
+}
+
+fn pool_stats(target: &Target) -> PoolStats {
+  let s = target.pool.status();
+  PoolStats {
+    max_size: s.max_size as u32,
+    size: s.size as u32,
+    idle: s.available as u32,
+    waiting: s.waiting as u32,
+  }
+}
+
+/// Counts a call in flight so `close()` can wait for it.
+struct InFlight<'a>(&'a Inner);
+
+impl Drop for InFlight<'_> {
+  fn drop(&mut self) {
+    if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+      self.0.drained.notify_waiters();
+    }
+  }
+}
+
+impl Inner {
+  fn new(options: StoreOptions) -> StoreResult<Self> {
+    let table = QuotedTable::new(TableSpec {
+      schema: options.schema_name.filter(|s| !s.is_empty()),
+      table: options.table_name.unwrap_or_else(|| "session".into()),
+      session_id: options.session_id_column.unwrap_or_else(|| "sid".into()),
+      session_data: options.session_data_column.unwrap_or_else(|| "sess".into()),
+      expire: options.expire_column.unwrap_or_else(|| "expire".into()),
+    })?;
+    let max = options.max.filter(|m| *m > 0).unwrap_or(DEFAULT_MAX) as usize;
+    // pg reads 0 as "wait forever"; a session store must never hang, so 0 means the default.
+    let timeout_ms = options
+      .connection_timeout_millis
+      .filter(|t| *t > 0)
+      .unwrap_or(DEFAULT_TIMEOUT_MS);
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    let prepared = options.prepared_statements.unwrap_or(true);
+    let primary = Target::new(&options.connection, max, timeout, prepared)?;
+    let replicas = options
+      .replicas
+      .unwrap_or_default()
+      .iter()
+      .map(|r| Target::new(r, max, timeout, prepared))
+      .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Inner {
+      table,
+      primary,
+      replicas,
+      next_replica: AtomicUsize::new(0),
+      create_table: options.create_table_if_missing.unwrap_or(false),
+      prune_batch: options
+        .prune_batch_size
+        .filter(|b| *b > 0)
+        .unwrap_or(DEFAULT_PRUNE_BATCH) as i64,
+      timeout,
+      idle_timeout: match options.idle_timeout_millis {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms as u64)),
+        None => Some(Duration::from_secs(10)),
+      },
+      statements: OnceCell::new(),
+      closed: AtomicBool::new(false),
+      reaper_started: AtomicBool::new(false),
+      in_flight: AtomicUsize::new(0),
+      drained: Notify::new(),
+      operations: Default::default(),
+      errors: Mutex::new(HashMap::new()),
+    })
+  }
+
+  /// Wraps every public call: refuses after close, counts, and turns errors into coded JS errors.
+  async fn call<T>(
+    self: &Arc<Self>,
+    op: Op, work: impl std::future::Future<Output = StoreResult<T>>) -> Result<T> {
+    self.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _guard = InFlight(self);
+    if self.closed.load(Ordering::SeqCst) {
+      return Err(self.failed(StoreError::Closed));
+    }
+    self.start_reaper();
+    match work.await {
+      Ok(value) => {
+        self.operations[op as usize].fetch_add(1, Ordering::Relaxed);
+        Ok(value)
+      }
+      Err(err) => Err(self.failed(err)),
+    }
+  }
+
+  fn failed(&self, err: StoreError) -> napi::Error {
+    if let Ok(mut errors) = self.errors.lock() {
+      *errors.entry(err.code().to_string()).or_default() += 1;
+    }
+    err.into()
+  }
+
+  /// The statements, built on first use after one catalog query (and table creation).
+  async fn statements(&self) -> StoreResult<&Statements> {
+    self.statements.get_or_try_init(|| self.inspect_table()).await
+  }
+
+  async fn inspect_table(&self) -> StoreResult<Statements> {
+    let mut columns = self.column_types().await?;
+    if columns.is_none() && self.create_table {
+      match self.primary.batch(&self.table.create_table_sql()).await {
+        // Another process created it between our look and our CREATE.
+        Err(StoreError::Db { sqlstate, .. }) if sqlstate == "23505" || sqlstate == "42P07" => {}
+        other => other?,
+      }
+      columns = self.column_types().await?;
+    }
+    let spec = self.table.spec();
+    let Some(columns) = columns else {
+      return Err(StoreError::NoTable(format!(
+        "the session table {} does not exist; create it with table.sql or pass `createTableIfMissing: true`",
+        self.table.qualified
+      )));
+    };
+    let type_of = |name: &str| columns.get(name).map(String::as_str);
+    let sid_type = type_of(&spec.session_id);
+    let data_type = type_of(&spec.session_data);
+    let expire_type = type_of(&spec.expire);
+    let missing = |col: &str, option: &str| {
+      StoreError::Schema(format!(
+        "the session table {} has no column \"{col}\"; set `columns.{option}` to the right name",
+        self.table.qualified
+      ))
+    };
+    sid_type.ok_or_else(|| missing(&spec.session_id, "session_id"))?;
+    let data = DataType::from_pg(data_type.ok_or_else(|| missing(&spec.session_data, "session_data"))?)
+      .ok_or_else(|| {
+        StoreError::Schema(format!(
+          "column \"{}\" is {}; the session data column must be json, jsonb or text",
+          spec.session_data,
+          data_type.unwrap_or_default()
+        ))
+      })?;
+    let expire = ExpireType::from_pg(expire_type.ok_or_else(|| missing(&spec.expire, "expire"))?)
+      .ok_or_else(|| {
+        StoreError::Schema(format!(
+          "column \"{}\" is {}; the expire column must be timestamp or timestamptz",
+          spec.expire,
+          expire_type.unwrap_or_default()
+        ))
+      })?;
+    Ok(Statements::new(&self.table, data, expire))
+  }
+
+  /// None when the table does not exist; else column name → type name.
+  async fn column_types(&self) -> StoreResult<Option<HashMap<String, String>>> {
+    let (rows, _) = self
+      .primary
+      .run(&self.table.catalog_query(), &[&self.table.qualified])
+      .await?;
+    if !rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
+      return Ok(None);
+    }
+    Ok(Some(
+      rows
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))
+        .collect(),
+    ))
+  }
+
+  async fn get(&self, sid: &str, now: f64) -> StoreResult<Option<String>> {
+    let st = self.statements().await?;
+    let params: Params = &[&sid, &now];
+    if let Some(replica) = self.replica() {
+      match replica.run(&st.get, params).await {
+        Ok((rows, _)) if !rows.is_empty() => return Ok(rows[0].get(0)),
+        // A miss may be a session the replica has not received yet: ask the primary.
+        Ok(_) => {}
+        Err(e) if e.is_connection_fault() => {}
+        Err(e) => return Err(e),
+      }
+    }
+    let (rows, _) = self.primary.run(&st.get, params).await?;
+    Ok(rows.first().map(|r| r.get(0)))
+  }
+
+  async fn write(&self, pick: fn(&Statements) -> &Stmt, params: Params<'_>) -> StoreResult<u64> {
+    let st = self.statements().await?;
+    Ok(self.primary.run(pick(st), params).await?.1)
+  }
+
+  /// A read that a replica may answer; falls back to the primary when the replica is away.
+  async fn read(
+    &self,
+    pick: fn(&Statements) -> &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<Vec<tokio_postgres::Row>> {
+    let st = self.statements().await?;
+    if let Some(replica) = self.replica() {
+      match replica.run(pick(st), params).await {
+        Ok((rows, _)) => return Ok(rows),
+        Err(e) if e.is_connection_fault() => {}
+        Err(e) => return Err(e),
+      }
+    }
+    Ok(self.primary.run(pick(st), params).await?.0)
+  }
+
+  async fn prune(&self, now: f64) -> StoreResult<i64> {
+    let st = self.statements().await?;
+    let mut deleted = 0;
+    // Bounded batches keep each statement short, so concurrent calls are not held up.
+    loop {
+      let (_, n) = self
+        .primary
+        .run(&st.prune_batch, &[&now, &self.prune_batch])
+        .await?;
+      deleted += n as i64;
+      if (n as i64) < self.prune_batch || self.closed.load(Ordering::SeqCst) {
+        return Ok(deleted);
+      }
+    }
+  }
+
+  fn replica(&self) -> Option<&Target> {
+    if self.replicas.is_empty() {
+      return None;
+    }
+    let i = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+    Some(&self.replicas[i])
+  }
+
+  /// Starts, once, the task that closes idle connections; it holds the store weakly.
+  fn start_reaper(self: &Arc<Self>) {
+    let Some(idle) = self.idle_timeout else {
+      return;
+    };
+    if self.reaper_started.swap(true, Ordering::Relaxed) {
+      return;
+    }
+    let me: Weak<Inner> = Arc::downgrade(self);
+    tokio::spawn(async move {
+      let mut tick = tokio::time::interval((idle / 2).max(Duration::from_millis(500)));
+      loop {
+        tick.tick().await;
+        let Some(inner) = me.upgrade() else { return };
+        if inner.closed.load(Ordering::SeqCst) {
+          return;
+        }
+        inner.primary.reap_idle(idle);
+        for replica in &inner.replicas {
+          replica.reap_idle(idle);
+        }
+      }
+    });
+  }
+}
