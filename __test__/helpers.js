@@ -1,0 +1,44 @@
+'use strict'
+
+// Shared by the spec files: the store class, a database URL, unique table names, a pg client.
+
+const crypto = require('node:crypto')
+const session = require('express-session')
+const pg = require('pg')
+const PGStore = require('..')(session)
+
+const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
+
+/** A table name no other test uses. */
+function uniqueName (prefix = 'sess') {
+  return `${prefix}_${crypto.randomBytes(5).toString('hex')}`
+}
+
+/** A store on a fresh table of its own; `close()` it when done. */
+function makeStore (options = {}) {
+  return new PGStore({
+    conString: DATABASE_URL,
+    tableName: uniqueName(),
+    createTableIfMissing: true,
+    pruneSessionInterval: false,
+    ...options,
+  })
+}
+
+/** Runs `fn` with a pg client on the test database. */
+async function withClient (fn, url = DATABASE_URL) {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Resolves with [err, value] from a Node-style callback method. */
+function callback (fn) {
+  return new Promise((resolve) => fn((err, value) => resolve([err, value])))
+}
+
+module.exports = { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, session }

