@@ -65,7 +65,8 @@ function fromNative (err) {
   }
   const match = /^([0-9A-Z_]{5,}): ([\s\S]*)$/.exec(err.message)
   if (!match || ('code' in err && err.code !== 'GenericFailure')) return err
-  const coded = codedError(match[1], match[2])
+  // Bad options are the caller's mistake, reported as pg reports them: a TypeError.
+  const coded = codedError(match[1], match[2], match[1] === 'ERR_PG_SESSION_INVALID_OPTION' ? TypeError : Error)
   // @ts-ignore
   if (/^[0-9A-Z]{5}$/.test(match[1])) coded.sqlState = match[1]
   return coded
@@ -284,14 +285,18 @@ module.exports = function expressPgSession (session) {
       super(options)
       const primary = primaryFrom(options)
       const replicas = (options.replicas || []).map((/** @type {any} */ r, /** @type {number} */ i) => connectionFrom(r, `replicas[${i}]`).connection)
-      this.#native = new NativeStore({
-        ...primary,
-        replicas,
-        ...tableFrom(options),
-        createTableIfMissing: !!options.createTableIfMissing,
-        preparedStatements: options.preparedStatements !== false,
-        pruneBatchSize: options.pruneBatchSize,
-      })
+      try {
+        this.#native = new NativeStore({
+          ...primary,
+          replicas,
+          ...tableFrom(options),
+          createTableIfMissing: !!options.createTableIfMissing,
+          preparedStatements: options.preparedStatements !== false,
+          pruneBatchSize: options.pruneBatchSize,
+        })
+      } catch (err) {
+        throw fromNative(err)
+      }
       this.#errorLog = options.errorLog || console.error.bind(console)
       this.#serializer = options.serializer || JSON
       this.#ttl = options.ttl
