@@ -57,7 +57,7 @@ declare namespace expressPgSession {
 
   interface Options {
     /** A pg.Pool: its settings (and `max`) are used for the store's own connections; it is never ended. */
-    pool?: { options?: ConnectionConfig } & object
+    pool?: { options?: object }
     /** A pg-promise database: its `$cn` settings are used. */
     pgPromise?: { $cn?: string | ConnectionConfig, any: (...args: any[]) => unknown }
     /** A connection string; default `process.env.DATABASE_URL`, then pg's `PG*` variables. */

@@ -1,0 +1,72 @@
+// Compiled by types.test.js with strict tsc: the public typings as users write against them.
+import session from 'express-session'
+import express from 'express'
+import pg from 'pg'
+import pgSession from '../..'
+import type { Options, PGStore, ErrorCode } from '../..'
+
+const PGStoreClass = pgSession(session)
+const pool = new pg.Pool({ connectionString: 'postgres://localhost/app', max: 5 })
+
+const options: Options = {
+  pool,
+  schemaName: 'app',
+  tableName: 'user_sessions',
+  columns: { session_id: 'sid', session_data: 'sess', expire: 'expires_at' },
+  createTableIfMissing: true,
+  ttl: (sess) => (sess.admin ? 600 : 86400),
+  disableTouch: false,
+  touchAfter: 60,
+  pruneSessionInterval: 60,
+  pruneSessionRandomizedInterval: (delay) => delay,
+  pruneBatchSize: 1000,
+  preparedStatements: false,
+  connectionEvents: true,
+  errorLog: console.error,
+  serializer: JSON,
+  replicas: ['postgres://replica/app', { host: 'replica2', ssl: { rejectUnauthorized: false } }],
+}
+const store: PGStore = new PGStoreClass(options)
+new PGStoreClass({ conString: 'postgres://localhost/app', ttl: 3600 })
+new PGStoreClass({ conObject: { host: '/var/run/postgresql', database: 'app', ssl: true, statement_timeout: 5000 } })
+new PGStoreClass()
+
+// It is an express-session store.
+const app = express()
+app.use(session({ store, secret: 'x', resave: false, saveUninitialized: false }))
+
+async function promises (): Promise<void> {
+  const sess: unknown = await store.get('sid')
+  await store.set('sid', { cookie: {} })
+  await store.touch('sid', { cookie: {} })
+  await store.destroy('sid')
+  const all: unknown[] = await store.all()
+  const ids: string[] = await store.ids()
+  const n: number = await store.length()
+  const pruned: number = await store.pruneSessions()
+  await store.clear()
+  const stats = store.stats()
+  const waiting: number = stats.primary.waiting
+  const closed: boolean = store.closed
+  await store.close()
+  void [sess, all, ids, n, pruned, waiting, closed]
+}
+
+function callbacks (): void {
+  store.get('sid', (err, sess) => { void [err, sess] })
+  store.set('sid', { cookie: {} }, (err) => { void err })
+  store.length((err, n) => { void [err, n] })
+  store.pruneSessions((err, deleted) => { void [err, deleted] })
+  store.on('disconnect', () => {})
+}
+
+const code: ErrorCode = 'ERR_PG_SESSION_CLOSED'
+
+// @ts-expect-error ttl is seconds, not a string
+new PGStoreClass({ ttl: '1h' })
+// @ts-expect-error unknown column key
+new PGStoreClass({ columns: { id: 'sid' } })
+// @ts-expect-error pruneSessionInterval is seconds or false
+new PGStoreClass({ pruneSessionInterval: true })
+
+void [promises, callbacks, code]
