@@ -11,6 +11,8 @@ const DEFAULT_PRUNE_INTERVAL_SECONDS = 60
 const HEALTH_PROBE_MS = 1000
 const TOUCH_MEMORY_LIMIT = 100000
 const COLUMN_KEYS = ['session_id', 'session_data', 'expire']
+// With the `u` flag a surrogate only matches when unpaired.
+const UNSTORABLE_SID = /[\u0000\uD800-\uDFFF]/u
 // Codes after which the database is unreachable rather than the call wrong.
 const CONNECTION_CODES = new Set([
   'ERR_PG_SESSION_CONNECT',
@@ -252,6 +254,11 @@ function checkSid (sid) {
   if (typeof sid !== 'string' || sid === '') {
     throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: the session id must be a non-empty string, got ${sid === '' ? 'an empty string' : typeof sid}`, TypeError)
   }
+  // PostgreSQL text cannot hold NUL, and a lone surrogate becomes U+FFFD on its way to UTF-8,
+  // so two different ids would share one row.
+  if (UNSTORABLE_SID.test(sid)) {
+    throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the session id holds a NUL character or a lone UTF-16 surrogate', TypeError)
+  }
 }
 
 /**
@@ -344,12 +351,15 @@ module.exports = function expressPgSession (session) {
         }
         return Date.now() + ttl * 1000
       }
-      const expires = sess && sess.cookie && sess.cookie.expires
-      if (expires) {
-        const at = new Date(expires).getTime()
-        if (Number.isFinite(at)) return at
+      let at
+      try {
+        const expires = sess && sess.cookie && sess.cookie.expires
+        at = expires ? new Date(expires).getTime() : NaN
+      } catch (cause) {
+        // A getter that throws, a Symbol, an object whose valueOf throws.
+        throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: session.cookie.expires could not be read as a date', TypeError, cause)
       }
-      return Date.now() + ONE_DAY_SECONDS * 1000
+      return Number.isFinite(at) ? at : Date.now() + ONE_DAY_SECONDS * 1000
     }
 
     /** @param {any} sess */
@@ -371,11 +381,14 @@ module.exports = function expressPgSession (session) {
 
     /** @param {string} text @returns {any} the session, or undefined when the text is not valid */
     #parse (text) {
+      let sess
       try {
-        return this.#serializer.parse(text)
+        sess = this.#serializer.parse(text)
       } catch {
         return undefined
       }
+      // A row holding `42` or `[]` is no session either; express-session would throw reading its cookie.
+      return isObject(sess) ? sess : undefined
     }
 
     /** @param {string} sid */

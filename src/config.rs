@@ -116,17 +116,25 @@ struct UrlParts {
   libpq_compat: bool,
 }
 
+/// Percent-decodes a URL part; `+` stays `+` (a base64 password holds them), as in pg.
 fn decode(s: &str) -> String {
-  percent_decode_str(&s.replace('+', " "))
-    .decode_utf8_lossy()
-    .into_owned()
+  percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// A query-string key or value, where `+` means a space (as URLSearchParams reads it).
+fn decode_query(s: &str) -> String {
+  decode(&s.replace('+', " "))
 }
 
 fn parse_port(s: &str) -> StoreResult<u16> {
-  s.parse::<u16>()
-    .ok()
-    .filter(|p| *p > 0)
-    .ok_or_else(|| StoreError::InvalidOption(format!("invalid port `{s}` in the connection settings")))
+  // Not echoed: in a URL whose password holds an unencoded `/`, the "port" is part of the password.
+  s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+    StoreError::InvalidOption(
+      "invalid port in the connection settings (a number from 1 to 65535 is expected; \
+       percent-encode `/`, `@`, `:`, `#` and `?` in a URL's user name and password)"
+        .into(),
+    )
+  })
 }
 
 /// Parses pg's connection string forms: `postgres[ql]://…` and `socket:/dir?db=…`.
@@ -167,9 +175,9 @@ fn parse_url(url: &str) -> StoreResult<UrlParts> {
       None => authority,
     };
     if let Some(v6) = hostport.strip_prefix('[') {
-      let (host, after) = v6
-        .split_once(']')
-        .ok_or_else(|| StoreError::InvalidOption("unclosed [ in the connection string's host".into()))?;
+      let (host, after) = v6.split_once(']').ok_or_else(|| {
+        StoreError::InvalidOption("unclosed [ in the connection string's host".into())
+      })?;
       parts.host = Some(host.to_string());
       if let Some(port) = after.strip_prefix(':') {
         parts.port = Some(parse_port(port)?);
@@ -192,8 +200,8 @@ fn parse_url(url: &str) -> StoreResult<UrlParts> {
   }
   for pair in query.split('&').filter(|p| !p.is_empty()) {
     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-    let value = decode(value);
-    match decode(key).as_str() {
+    let value = decode_query(value);
+    match decode_query(key).as_str() {
       "host" => parts.host = Some(value),
       "port" => parts.port = Some(parse_port(&value)?),
       "user" => parts.user = Some(value),
@@ -203,12 +211,16 @@ fn parse_url(url: &str) -> StoreResult<UrlParts> {
       "options" => parts.options = Some(value),
       "statement_timeout" => {
         parts.statement_timeout = Some(value.parse().map_err(|_| {
-          StoreError::InvalidOption("statement_timeout in the connection string must be milliseconds".into())
+          StoreError::InvalidOption(
+            "statement_timeout in the connection string must be milliseconds".into(),
+          )
         })?)
       }
       "connect_timeout" => {
         parts.connect_timeout = Some(value.parse().map_err(|_| {
-          StoreError::InvalidOption("connect_timeout in the connection string must be seconds".into())
+          StoreError::InvalidOption(
+            "connect_timeout in the connection string must be seconds".into(),
+          )
         })?)
       }
       "sslmode" => parts.sslmode = Some(value),
@@ -225,9 +237,8 @@ fn parse_url(url: &str) -> StoreResult<UrlParts> {
 }
 
 fn read_pem_file(path: &str, what: &str) -> StoreResult<String> {
-  std::fs::read_to_string(path).map_err(|e| {
-    StoreError::InvalidOption(format!("could not read the {what} file `{path}`: {e}"))
-  })
+  std::fs::read_to_string(path)
+    .map_err(|e| StoreError::InvalidOption(format!("could not read the {what} file `{path}`: {e}")))
 }
 
 /// Resolves settings as pg does: URL, then object fields, then PG* environment, then defaults.
@@ -304,7 +315,9 @@ pub fn resolve(
   }
   let mut options = url.options.clone().unwrap_or_default();
   if let Some(ms) = statement_timeout.filter(|ms| *ms > 0) {
-    options = format!("{options} -c statement_timeout={ms}").trim().to_string();
+    options = format!("{options} -c statement_timeout={ms}")
+      .trim()
+      .to_string();
   }
   if !options.is_empty() {
     config.options(&options);
@@ -354,7 +367,12 @@ fn resolve_tls(
     Some(path) => Some(read_pem_file(path, "sslkey")?),
     None => from_object.key.clone(),
   };
-  Ok(TlsSettings { mode, ca, cert, key })
+  Ok(TlsSettings {
+    mode,
+    ca,
+    cert,
+    key,
+  })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -370,14 +388,17 @@ pub fn make_tls(settings: &TlsSettings) -> StoreResult<MakeRustlsConnect> {
       let mut reader = pem.as_bytes();
       let mut added = 0;
       for cert in rustls_pemfile::certs(&mut reader) {
-        let cert = cert.map_err(|e| StoreError::InvalidOption(format!("ssl.ca is not valid PEM: {e}")))?;
-        roots
-          .add(cert)
-          .map_err(|e| StoreError::InvalidOption(format!("ssl.ca holds an unusable certificate: {e}")))?;
+        let cert =
+          cert.map_err(|e| StoreError::InvalidOption(format!("ssl.ca is not valid PEM: {e}")))?;
+        roots.add(cert).map_err(|e| {
+          StoreError::InvalidOption(format!("ssl.ca holds an unusable certificate: {e}"))
+        })?;
         added += 1;
       }
       if added == 0 {
-        return Err(StoreError::InvalidOption("ssl.ca holds no PEM certificate".into()));
+        return Err(StoreError::InvalidOption(
+          "ssl.ca holds no PEM certificate".into(),
+        ));
       }
     }
     None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -386,7 +407,9 @@ pub fn make_tls(settings: &TlsSettings) -> StoreResult<MakeRustlsConnect> {
     .with_safe_default_protocol_versions()
     .map_err(|e| StoreError::Tls(format!("TLS set-up failed: {e}")))?;
   let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
-    TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => Arc::new(AcceptAnyCert(provider.clone())),
+    TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
+      Arc::new(AcceptAnyCert(provider.clone()))
+    }
     TlsMode::VerifyCa | TlsMode::VerifyFull => {
       let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -409,9 +432,9 @@ pub fn make_tls(settings: &TlsSettings) -> StoreResult<MakeRustlsConnect> {
       let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_bytes())
         .map_err(|e| StoreError::InvalidOption(format!("ssl.key is not valid PEM: {e}")))?
         .ok_or_else(|| StoreError::InvalidOption("ssl.key holds no private key".into()))?;
-      builder
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| StoreError::InvalidOption(format!("ssl.cert and ssl.key do not fit together: {e}")))?
+      builder.with_client_auth_cert(chain, key).map_err(|e| {
+        StoreError::InvalidOption(format!("ssl.cert and ssl.key do not fit together: {e}"))
+      })?
     }
     (None, None) => builder.with_no_client_auth(),
     _ => {
@@ -444,7 +467,12 @@ impl ServerCertVerifier for AcceptAnyCert {
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
   ) -> Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    rustls::crypto::verify_tls12_signature(
+      message,
+      cert,
+      dss,
+      &self.0.signature_verification_algorithms,
+    )
   }
   fn verify_tls13_signature(
     &self,
@@ -452,7 +480,12 @@ impl ServerCertVerifier for AcceptAnyCert {
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
   ) -> Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    rustls::crypto::verify_tls13_signature(
+      message,
+      cert,
+      dss,
+      &self.0.signature_verification_algorithms,
+    )
   }
   fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
     self.0.signature_verification_algorithms.supported_schemes()
@@ -525,7 +558,10 @@ mod tests {
 
   #[test]
   fn parses_a_full_url() {
-    let p = parse_url("postgres://us%40er:p%3Ass@db.example:6543/my%20db?application_name=app&sslmode=no-verify").unwrap();
+    let p = parse_url(
+      "postgres://us%40er:p%3Ass@db.example:6543/my%20db?application_name=app&sslmode=no-verify",
+    )
+    .unwrap();
     assert_eq!(p.user.as_deref(), Some("us@er"));
     assert_eq!(p.password.as_deref(), Some("p:ss"));
     assert_eq!(p.host.as_deref(), Some("db.example"));
@@ -533,6 +569,14 @@ mod tests {
     assert_eq!(p.database.as_deref(), Some("my db"));
     assert_eq!(p.application_name.as_deref(), Some("app"));
     assert_eq!(p.sslmode.as_deref(), Some("no-verify"));
+  }
+
+  #[test]
+  fn plus_is_literal_in_the_password_and_a_space_in_the_query() {
+    let p = parse_url("postgres://u:a+b%2Bc@h/d+b?application_name=my+app").unwrap();
+    assert_eq!(p.password.as_deref(), Some("a+b+c"));
+    assert_eq!(p.database.as_deref(), Some("d+b"));
+    assert_eq!(p.application_name.as_deref(), Some("my app"));
   }
 
   #[test]
@@ -549,7 +593,11 @@ mod tests {
 
   #[test]
   fn bad_urls_never_echo_the_password() {
-    for bad in ["mysql://u:secret@h/db", "postgres://u:secret@h:99999/db"] {
+    for bad in [
+      "mysql://u:secret@h/db",
+      "postgres://u:secret@h:99999/db",
+      "postgres://u:secret/x@h/db",
+    ] {
       let err = parse_url(bad).unwrap_err().to_string();
       assert!(!err.contains("secret"), "{err}");
     }
@@ -605,20 +653,53 @@ mod tests {
     assert_eq!(mode("postgres://h/d?sslmode=require"), TlsMode::VerifyFull);
     assert_eq!(mode("postgres://h/d?sslmode=no-verify"), TlsMode::Require);
     assert_eq!(mode("postgres://h/d?ssl=true"), TlsMode::VerifyFull);
-    assert_eq!(mode("postgres://h/d?sslmode=require&uselibpqcompat=true"), TlsMode::Require);
-    assert_eq!(mode("postgres://h/d?sslmode=verify-ca&uselibpqcompat=true"), TlsMode::VerifyCa);
-    assert_eq!(mode("postgres://h/d?sslmode=prefer&uselibpqcompat=true"), TlsMode::Prefer);
+    assert_eq!(
+      mode("postgres://h/d?sslmode=require&uselibpqcompat=true"),
+      TlsMode::Require
+    );
+    assert_eq!(
+      mode("postgres://h/d?sslmode=verify-ca&uselibpqcompat=true"),
+      TlsMode::VerifyCa
+    );
+    assert_eq!(
+      mode("postgres://h/d?sslmode=prefer&uselibpqcompat=true"),
+      TlsMode::Prefer
+    );
     assert_eq!(mode("postgres://h/d?sslmode=disable"), TlsMode::Disable);
-    assert!(resolve(&url("postgres://h/d?sslmode=bogus"), Duration::from_secs(1), &no_env).is_err());
+    assert!(resolve(
+      &url("postgres://h/d?sslmode=bogus"),
+      Duration::from_secs(1),
+      &no_env
+    )
+    .is_err());
   }
 
   #[test]
   fn tls_connectors_build_for_every_mode() {
-    for mode in [TlsMode::Disable, TlsMode::Prefer, TlsMode::Require, TlsMode::VerifyCa, TlsMode::VerifyFull] {
-      let s = TlsSettings { mode, ca: None, cert: None, key: None };
+    for mode in [
+      TlsMode::Disable,
+      TlsMode::Prefer,
+      TlsMode::Require,
+      TlsMode::VerifyCa,
+      TlsMode::VerifyFull,
+    ] {
+      let s = TlsSettings {
+        mode,
+        ca: None,
+        cert: None,
+        key: None,
+      };
       assert!(make_tls(&s).is_ok());
     }
-    let bad = TlsSettings { mode: TlsMode::VerifyFull, ca: Some("not pem".into()), cert: None, key: None };
-    assert_eq!(make_tls(&bad).err().unwrap().code(), "ERR_PG_SESSION_INVALID_OPTION");
+    let bad = TlsSettings {
+      mode: TlsMode::VerifyFull,
+      ca: Some("not pem".into()),
+      cert: None,
+      key: None,
+    };
+    assert_eq!(
+      make_tls(&bad).err().unwrap().code(),
+      "ERR_PG_SESSION_INVALID_OPTION"
+    );
   }
 }

@@ -52,7 +52,10 @@ impl StoreError {
 impl fmt::Display for StoreError {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match self {
-      StoreError::Closed => write!(f, "the session store is closed; create a new store to keep using sessions"),
+      StoreError::Closed => write!(
+        f,
+        "the session store is closed; create a new store to keep using sessions"
+      ),
       StoreError::InvalidOption(m)
       | StoreError::Connect(m)
       | StoreError::Timeout(m)
@@ -76,12 +79,7 @@ impl From<tokio_postgres::Error> for StoreError {
       if let Some(hint) = db.hint() {
         message.push_str(&format!("; hint: {hint}"));
       }
-      if sqlstate == "26000" {
-        // A pooler in transaction mode (PgBouncer) drops named prepared statements.
-        message.push_str(
-          "; if a connection pooler such as PgBouncer sits in front of PostgreSQL, set the option `preparedStatements: false`",
-        );
-      }
+      message.push_str(pooler_hint(&sqlstate, db.message()));
       return StoreError::Db { sqlstate, message };
     }
     let text = error_chain(&err);
@@ -115,6 +113,20 @@ impl From<deadpool_postgres::PoolError> for StoreError {
   }
 }
 
+/// What to change when a pooler in front of PostgreSQL (PgBouncer) refuses what the store sends.
+fn pooler_hint(sqlstate: &str, message: &str) -> &'static str {
+  // Transaction pooling moves a client between server connections, so a named prepared statement
+  // is missing on the next one (26000) or clashes with another client's of the same name (42P05).
+  if sqlstate == "26000" || sqlstate == "42P05" {
+    return "; if a connection pooler such as PgBouncer sits in front of PostgreSQL, set the option `preparedStatements: false`";
+  }
+  // PgBouncer before 1.20 refuses the `options` startup parameter that carries statement_timeout.
+  if message.contains("unsupported startup parameter") {
+    return "; PgBouncer refuses this connection setting: drop `statement_timeout` from the options or add the parameter to PgBouncer's `ignore_startup_parameters` (it is then not applied)";
+  }
+  ""
+}
+
 /// The error and its sources in one line, so the cause is not lost at the JS boundary.
 fn error_chain(err: &dyn std::error::Error) -> String {
   let mut text = err.to_string();
@@ -134,7 +146,10 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// message's first word; `index.js` moves it into `error.code`.
 impl From<StoreError> for napi::Error {
   fn from(err: StoreError) -> Self {
-    napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", err.code(), err))
+    napi::Error::new(
+      napi::Status::GenericFailure,
+      format!("{}: {}", err.code(), err),
+    )
   }
 }
 
@@ -154,6 +169,23 @@ mod tests {
     assert_eq!(db.code(), "57014");
     let napi_err: napi::Error = StoreError::Timeout("slow".into()).into();
     assert_eq!(napi_err.reason, "ERR_PG_SESSION_TIMEOUT: slow");
+  }
+
+  #[test]
+  fn pooler_errors_point_to_the_options() {
+    assert!(
+      pooler_hint("26000", "prepared statement \"s0\" does not exist")
+        .contains("preparedStatements: false")
+    );
+    assert!(
+      pooler_hint("42P05", "prepared statement \"s0\" already exists")
+        .contains("preparedStatements: false")
+    );
+    assert!(
+      pooler_hint("08P01", "unsupported startup parameter: options")
+        .contains("ignore_startup_parameters")
+    );
+    assert_eq!(pooler_hint("23505", "duplicate key"), "");
   }
 
   #[test]

@@ -1,0 +1,79 @@
+'use strict'
+
+// Each example in examples/ starts with its one command, serves two requests that share a
+// session kept in PostgreSQL, and stops cleanly on SIGTERM; the TypeScript one also type-checks.
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn, execFileSync } = require('node:child_process')
+const path = require('node:path')
+const { DATABASE_URL, uniqueName, withClient } = require('./helpers')
+
+const ROOT = path.join(__dirname, '..')
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx')
+const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+const START_LIMIT_MS = 30000
+
+/**
+ * Starts an example on a free port; resolves with its URL once it says it is listening.
+ * @param {string} command @param {string[]} args @param {string} tableName
+ */
+function startExample (command, args, tableName) {
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL, PORT: '0', SESSION_TABLE: tableName },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  const url = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening on" within ${START_LIMIT_MS} ms:\n${output}`)), START_LIMIT_MS)
+    const onData = (/** @type {Buffer} */ chunk) => {
+      output += chunk
+      const found = /listening on (http:\/\/localhost:\d+)/.exec(output)
+      if (found) {
+        clearTimeout(timer)
+        resolve(found[1])
+      }
+    }
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
+    exited.then(() => { clearTimeout(timer); reject(new Error(`the example exited before listening:\n${output}`)) })
+  })
+  return { child, url, exited, output: () => output }
+}
+
+/** @param {string} command @param {string[]} args */
+async function exerciseExample (command, args) {
+  const tableName = uniqueName('example')
+  const example = startExample(command, args, tableName)
+  try {
+    const base = /** @type {string} */ (await example.url)
+    const first = await fetch(`${base}/`)
+    assert.equal(first.status, 200)
+    assert.deepEqual(await first.json(), { views: 1 })
+    const cookie = /** @type {string} */ (first.headers.get('set-cookie')).split(';')[0]
+    const second = await fetch(`${base}/`, { headers: { cookie } })
+    assert.deepEqual(await second.json(), { views: 2 }, 'the second request saw the session')
+    const { rows } = await withClient((c) => c.query(`SELECT sess FROM ${tableName}`))
+    assert.equal(rows.length, 1)
+    assert.equal(rows[0].sess.views, 2, 'the session lives in PostgreSQL')
+    const stats = await (await fetch(`${base}/stats`)).json()
+    assert.ok(stats.operations.set >= 2, JSON.stringify(stats))
+  } finally {
+    example.child.kill('SIGTERM')
+    const { code } = /** @type {any} */ (await example.exited)
+    assert.equal(code, 0, `the example stops cleanly on SIGTERM:\n${example.output()}`)
+    await withClient((c) => c.query(`DROP TABLE IF EXISTS ${tableName}`))
+  }
+}
+
+test('examples/express.js', () => exerciseExample(process.execPath, ['examples/express.js']))
+
+test('examples/fastify.js', () => exerciseExample(process.execPath, ['examples/fastify.js']))
+
+test('examples/typescript/app.ts runs with tsx', () => exerciseExample(TSX, ['examples/typescript/app.ts']))
+
+test('examples/typescript type-checks (strict, esModuleInterop)', () => {
+  execFileSync(process.execPath, [TSC, '-p', 'examples/typescript'], { cwd: ROOT, stdio: 'pipe' })
+})
