@@ -7,7 +7,7 @@ const express = require('express')
 const session = require('express-session')
 const pg = require('pg')
 const PGStore = require('..')(session)
-const { startServer } = require('../__test__/pg-server')
+const { database, closeOnSignal } = require('./database')
 
 const PORT = Number(process.env.PORT) || 3000
 const TABLE = 'demo_session'
@@ -15,13 +15,7 @@ const TABLE = 'demo_session'
 const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]))
 
 async function main () {
-  let embedded
-  let url = process.env.DATABASE_URL
-  if (!url) {
-    console.log('DATABASE_URL is not set: starting an embedded PostgreSQL…')
-    embedded = await startServer()
-    url = embedded.url
-  }
+  const { url, stop: stopDatabase } = await database()
   const store = new PGStore({
     conString: url,
     tableName: TABLE,
@@ -63,15 +57,7 @@ async function main () {
   app.use((err, req, res, next) => res.status(500).type('text').send(`${err.code || 'error'}: ${err.message}`))
 
   const server = app.listen(PORT, () => console.log(`Demo at http://localhost:${PORT} (Ctrl-C to stop)`))
-  const stop = async () => {
-    server.close()
-    await db.end()
-    await store.close()
-    if (embedded) await embedded.destroy()
-    process.exit(0)
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  closeOnSignal([() => new Promise((resolve) => server.close(resolve)), () => db.end(), () => store.close(), stopDatabase])
 }
 
 main().catch((err) => {
