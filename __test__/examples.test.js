@@ -68,6 +68,28 @@ async function exerciseExample (command, args) {
   }
 }
 
+test('npm run demo (examples/demo.js) counts visits and shows the session row', async () => {
+  const tableName = uniqueName('demo')
+  const demo = startExample(process.execPath, ['examples/demo.js'], tableName)
+  try {
+    const base = /** @type {string} */ (await demo.url)
+    const first = await fetch(`${base}/`)
+    assert.match(await first.text(), /visited 1 time</)
+    const cookie = /** @type {string} */ (first.headers.get('set-cookie')).split(';')[0]
+    const page = await (await fetch(`${base}/`, { headers: { cookie } })).text()
+    assert.match(page, /visited 2 times/)
+    const sid = decodeURIComponent(cookie.split('=')[1]).slice(2).split('.')[0]
+    assert.ok(page.includes(sid), 'the page shows the session row')
+    const { rows } = await withClient((c) => c.query(`SELECT sess FROM ${tableName} WHERE sid = $1`, [sid]))
+    assert.equal(rows[0].sess.visits, 2)
+  } finally {
+    demo.child.kill('SIGTERM')
+    const { code } = /** @type {any} */ (await demo.exited)
+    assert.equal(code, 0, `the demo stops cleanly on SIGTERM:\n${demo.output()}`)
+    await withClient((c) => c.query(`DROP TABLE IF EXISTS ${tableName}`))
+  }
+})
+
 test('examples/express.js', () => exerciseExample(process.execPath, ['examples/express.js']))
 
 test('examples/fastify.js', () => exerciseExample(process.execPath, ['examples/fastify.js']))

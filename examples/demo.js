@@ -10,7 +10,7 @@ const PGStore = require('..')(session)
 const { database, closeOnSignal } = require('./database')
 
 const PORT = Number(process.env.PORT) || 3000
-const TABLE = 'demo_session'
+const TABLE = process.env.SESSION_TABLE || 'demo_session'
 
 const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]))
 
@@ -56,7 +56,9 @@ async function main () {
   app.get('/logout', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.redirect('/'))))
   app.use((err, req, res, next) => res.status(500).type('text').send(`${err.code || 'error'}: ${err.message}`))
 
-  const server = app.listen(PORT, () => console.log(`Demo at http://localhost:${PORT} (Ctrl-C to stop)`))
+  const server = app.listen(PORT, () => {
+    console.log(`Demo listening on http://localhost:${server.address().port} (Ctrl-C to stop)`)
+  })
   closeOnSignal([() => new Promise((resolve) => server.close(resolve)), () => db.end(), () => store.close(), stopDatabase])
 }
 
