@@ -10,7 +10,9 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 /// Quotes one identifier. Every table, schema and column name goes through here.
 pub fn quote_ident(name: &str, option: &str) -> StoreResult<String> {
   if name.is_empty() {
-    return Err(StoreError::InvalidOption(format!("`{option}` must not be empty")));
+    return Err(StoreError::InvalidOption(format!(
+      "`{option}` must not be empty"
+    )));
   }
   if name.contains('\0') {
     return Err(StoreError::InvalidOption(format!(
@@ -179,11 +181,18 @@ impl ExpireType {
 pub struct Stmt {
   pub sql: String,
   pub types: &'static [Type],
+  /// A plain SELECT: it never waits on a row lock, so other calls may queue behind it.
+  pub read_only: bool,
 }
 
 impl Stmt {
   fn new(sql: String, types: &'static [Type]) -> Self {
-    Stmt { sql, types }
+    let read_only = sql.starts_with("SELECT ") && !sql.contains(" FOR UPDATE");
+    Stmt {
+      sql,
+      types,
+      read_only,
+    }
   }
 }
 
@@ -194,6 +203,8 @@ pub struct Statements {
   pub set: Stmt,
   pub touch: Stmt,
   pub touch_many: Stmt,
+  /// Several upserts in one statement; the sids must be distinct.
+  pub set_many: Stmt,
   pub destroy: Stmt,
   pub all: Stmt,
   pub ids: Stmt,
@@ -223,6 +234,17 @@ impl Statements {
         ),
         &[Type::TEXT, Type::TEXT, Type::FLOAT8],
       ),
+      set_many: Stmt::new(
+        format!(
+          "INSERT INTO {table} ({sid}, {sess}, {exp}) \
+           SELECT v.sid, v.sess{cast}, {at} \
+           FROM unnest($1::text[], $2::text[], $3::float8[]) AS v(sid, sess, expire_at) \
+           ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}",
+          cast = data.cast(),
+          at = expire.at("v.expire_at")
+        ),
+        &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
+      ),
       touch: Stmt::new(
         format!(
           "UPDATE {table} SET {exp} = {} WHERE {sid} = $1::text",
@@ -233,7 +255,8 @@ impl Statements {
       touch_many: Stmt::new(
         format!(
           "UPDATE {table} AS s SET {exp} = {} \
-           FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) WHERE s.{sid} = v.sid",
+           FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) WHERE s.{sid} = v.sid \
+           RETURNING s.{sid}::text",
           expire.at("v.expire_at")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
@@ -256,10 +279,12 @@ impl Statements {
       ),
       clear: Stmt::new(format!("DELETE FROM {table}"), &[]),
       // SKIP LOCKED: two processes pruning at once never wait on (or deadlock with) each other.
+      // By ctid, not `sid IN (…)`: the planner turned that into a hash join over the whole
+      // table per batch (O(n²) over a large prune); a TID scan touches only the batch's rows.
       prune_batch: Stmt::new(
         format!(
-          "DELETE FROM {table} WHERE {sid} IN (SELECT {sid} FROM {table} WHERE {exp} < {} \
-           LIMIT $2::int8 FOR UPDATE SKIP LOCKED)",
+          "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {exp} < {} \
+           LIMIT $2::int8 FOR UPDATE SKIP LOCKED))",
           expire.at("$1::float8")
         ),
         &[Type::FLOAT8, Type::INT8],
@@ -320,6 +345,8 @@ mod tests {
     assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
     assert!(!s.get.sql.contains("::timestamp "));
     assert_eq!(s.set.types.len(), 3);
+    assert!(s.get.read_only && s.count.read_only);
+    assert!(!s.set.read_only && !s.touch_many.read_only && !s.prune_batch.read_only);
   }
 
   #[test]
@@ -333,14 +360,19 @@ mod tests {
     assert!(sql.contains("\"IDX_session_expire\""));
     assert!(!sql.contains("CREATE SCHEMA"));
     let long = QuotedTable::new(spec(&"é".repeat(31))).unwrap();
-    assert!(long.create_table_sql().contains("CREATE SCHEMA IF NOT EXISTS \"app\""));
+    assert!(long
+      .create_table_sql()
+      .contains("CREATE SCHEMA IF NOT EXISTS \"app\""));
   }
 
   #[test]
   fn column_types() {
     assert_eq!(DataType::from_pg("jsonb"), Some(DataType::Jsonb));
     assert_eq!(DataType::from_pg("bytea"), None);
-    assert_eq!(ExpireType::from_pg("timestamptz"), Some(ExpireType::Timestamptz));
+    assert_eq!(
+      ExpireType::from_pg("timestamptz"),
+      Some(ExpireType::Timestamptz)
+    );
     assert_eq!(ExpireType::from_pg("date"), None);
   }
 }

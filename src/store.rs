@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::{oneshot, Notify, OnceCell};
 
 use crate::config::ConnectionOptions;
 use crate::error::{StoreError, StoreResult};
@@ -17,6 +17,85 @@ use crate::sql::{DataType, ExpireType, QuotedTable, Statements, Stmt, TableSpec}
 const DEFAULT_MAX: u32 = 10;
 const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const DEFAULT_PRUNE_BATCH: u32 = 5_000;
+/// After each prune batch, rest this many times as long as the batch took.
+const PRUNE_REST_FACTOR: u32 = 2;
+/// Batch statements of one kind in flight at once; more calls queue for the next batch.
+const MAX_BATCHES: usize = 2;
+/// Most calls one batch statement carries.
+const BATCH_MAX: usize = 500;
+
+/// A touch waiting for its batch, and where to send its answer.
+struct PendingTouch {
+  sid: String,
+  expire_at: f64,
+  reply: oneshot::Sender<StoreResult<bool>>,
+}
+
+/// An upsert waiting for its batch.
+struct PendingSet {
+  sid: String,
+  session_json: String,
+  expire_at: f64,
+  reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Calls of one kind waiting to go out together. While a batch is in flight, new calls queue,
+/// so under load one statement (one round trip, one commit) carries many; alone, a call goes
+/// out at once.
+struct Batches<T> {
+  queue: Mutex<Vec<T>>,
+  /// Batch tasks running.
+  running: AtomicUsize,
+}
+
+impl<T> Batches<T> {
+  fn new() -> Self {
+    Batches {
+      queue: Mutex::new(Vec::new()),
+      running: AtomicUsize::new(0),
+    }
+  }
+
+  /// Queues a call; true when the caller must start a batch task.
+  fn push(&self, item: T) -> bool {
+    match self.queue.lock() {
+      Ok(mut queue) => queue.push(item),
+      // Dropping the item drops its reply: the caller gets a coded error.
+      Err(_) => return false,
+    }
+    if self.running.fetch_add(1, Ordering::AcqRel) < MAX_BATCHES {
+      return true;
+    }
+    self.running.fetch_sub(1, Ordering::AcqRel);
+    false
+  }
+
+  /// The next batch for a running task, or None when it should end.
+  fn next(&self) -> Option<Vec<T>> {
+    loop {
+      let batch = match self.queue.lock() {
+        Ok(mut queue) => {
+          let n = queue.len().min(BATCH_MAX);
+          queue.drain(..n).collect::<Vec<_>>()
+        }
+        Err(_) => Vec::new(),
+      };
+      if !batch.is_empty() {
+        return Some(batch);
+      }
+      self.running.fetch_sub(1, Ordering::AcqRel);
+      // A call queued after our look may have seen this task running and not started one.
+      let queued = self.queue.lock().map(|q| !q.is_empty()).unwrap_or(false);
+      if !queued {
+        return None;
+      }
+      if self.running.fetch_add(1, Ordering::AcqRel) >= MAX_BATCHES {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        return None;
+      }
+    }
+  }
+}
 
 /// Everything the native store needs; `index.js` fills it from the user's options.
 #[napi(object)]
@@ -115,6 +194,8 @@ struct Inner {
   drained: Notify,
   operations: [AtomicU64; OPS.len()],
   errors: Mutex<HashMap<String, i64>>,
+  touches: Batches<PendingTouch>,
+  sets: Batches<PendingSet>,
 }
 
 /// The native half of the store. `index.js` wraps it in an express-session `Store`.
@@ -136,7 +217,9 @@ impl NativeStore {
   #[napi]
   pub async fn get(&self, sid: String, now_ms: f64) -> Result<Option<String>> {
     let inner = &self.inner;
-    inner.call(Op::Get, inner.get(&sid, now_ms / 1000.0)).await
+    // Boxed: tokio copies a task's future as it moves between states; a pointer is cheap to copy.
+    let read = Box::pin(inner.get(&sid, now_ms / 1000.0));
+    inner.call(Op::Get, read).await
   }
 
   /// Inserts or replaces a session (one upsert).
@@ -144,14 +227,7 @@ impl NativeStore {
   pub async fn set(&self, sid: String, session_json: String, expire_at_ms: f64) -> Result<()> {
     let inner = &self.inner;
     let expire_at = expire_at_ms / 1000.0;
-    let write = async {
-      let st = inner.statements().await?;
-      inner
-        .primary
-        .run(&st.set, &[&sid, &session_json, &expire_at])
-        .await
-        .map(drop)
-    };
+    let write = Box::pin(inner.set(sid, session_json, expire_at));
     inner.call(Op::Set, write).await
   }
 
@@ -159,11 +235,8 @@ impl NativeStore {
   #[napi]
   pub async fn touch(&self, sid: String, expire_at_ms: f64) -> Result<bool> {
     let inner = &self.inner;
-    let expire_at = expire_at_ms / 1000.0;
-    inner
-      .call(Op::Touch, inner.write(|s| &s.touch, &[&sid, &expire_at]))
-      .await
-      .map(|changed| changed > 0)
+    let touch = Box::pin(inner.touch(sid, expire_at_ms / 1000.0));
+    inner.call(Op::Touch, touch).await
   }
 
   /// Deletes a session; deleting a missing one is not an error.
@@ -256,9 +329,9 @@ impl NativeStore {
         break;
       }
     }
-    inner.primary.pool.close();
+    inner.primary.close();
     for replica in &inner.replicas {
-      replica.pool.close();
+      replica.close();
     }
     Ok(())
   }
@@ -288,13 +361,18 @@ impl NativeStore {
 }
 
 fn pool_stats(target: &Target) -> PoolStats {
-  let s = target.pool.status();
+  let s = target.status();
   PoolStats {
     max_size: s.max_size as u32,
     size: s.size as u32,
-    idle: s.available as u32,
+    idle: s.idle as u32,
     waiting: s.waiting as u32,
   }
+}
+
+/// A queued call whose batch task ended without answering it (a panic, the runtime shutting down).
+fn dropped() -> StoreError {
+  StoreError::ConnectionLost("the call was dropped before it was sent; it may be retried".into())
 }
 
 /// Counts a call in flight so `close()` can wait for it.
@@ -355,13 +433,17 @@ impl Inner {
       drained: Notify::new(),
       operations: Default::default(),
       errors: Mutex::new(HashMap::new()),
+      touches: Batches::new(),
+      sets: Batches::new(),
     })
   }
 
   /// Wraps every public call: refuses after close, counts, and turns errors into coded JS errors.
   async fn call<T>(
     self: &Arc<Self>,
-    op: Op, work: impl std::future::Future<Output = StoreResult<T>>) -> Result<T> {
+    op: Op,
+    work: impl std::future::Future<Output = StoreResult<T>>,
+  ) -> Result<T> {
     self.in_flight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlight(self);
     if self.closed.load(Ordering::SeqCst) {
@@ -386,7 +468,10 @@ impl Inner {
 
   /// The statements, built on first use after one catalog query (and table creation).
   async fn statements(&self) -> StoreResult<&Statements> {
-    self.statements.get_or_try_init(|| self.inspect_table()).await
+    self
+      .statements
+      .get_or_try_init(|| self.inspect_table())
+      .await
   }
 
   async fn inspect_table(&self) -> StoreResult<Statements> {
@@ -417,22 +502,23 @@ impl Inner {
       ))
     };
     sid_type.ok_or_else(|| missing(&spec.session_id, "session_id"))?;
-    let data = DataType::from_pg(data_type.ok_or_else(|| missing(&spec.session_data, "session_data"))?)
-      .ok_or_else(|| {
-        StoreError::Schema(format!(
-          "column \"{}\" is {}; the session data column must be json, jsonb or text",
-          spec.session_data,
-          data_type.unwrap_or_default()
-        ))
-      })?;
+    let data =
+      DataType::from_pg(data_type.ok_or_else(|| missing(&spec.session_data, "session_data"))?)
+        .ok_or_else(|| {
+          StoreError::Schema(format!(
+            "column \"{}\" is {}; the session data column must be json, jsonb or text",
+            spec.session_data,
+            data_type.unwrap_or_default()
+          ))
+        })?;
     let expire = ExpireType::from_pg(expire_type.ok_or_else(|| missing(&spec.expire, "expire"))?)
       .ok_or_else(|| {
-        StoreError::Schema(format!(
-          "column \"{}\" is {}; the expire column must be timestamp or timestamptz",
-          spec.expire,
-          expire_type.unwrap_or_default()
-        ))
-      })?;
+      StoreError::Schema(format!(
+        "column \"{}\" is {}; the expire column must be timestamp or timestamptz",
+        spec.expire,
+        expire_type.unwrap_or_default()
+      ))
+    })?;
     Ok(Statements::new(&self.table, data, expire))
   }
 
@@ -448,7 +534,12 @@ impl Inner {
     Ok(Some(
       rows
         .iter()
-        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))
+        .filter_map(|r| {
+          Some((
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+          ))
+        })
         .collect(),
     ))
   }
@@ -467,6 +558,149 @@ impl Inner {
     }
     let (rows, _) = self.primary.run(&st.get, params).await?;
     Ok(rows.first().map(|r| r.get(0)))
+  }
+
+  /// Queues a touch; a batch task sends the queued touches as one `touch_many` statement.
+  async fn touch(self: &Arc<Self>, sid: String, expire_at: f64) -> StoreResult<bool> {
+    self.statements().await?;
+    let (reply, answer) = oneshot::channel();
+    if self.touches.push(PendingTouch {
+      sid,
+      expire_at,
+      reply,
+    }) {
+      let me = self.clone();
+      tokio::spawn(async move { me.send_touches().await });
+    }
+    answer.await.map_err(|_| dropped())?
+  }
+
+  /// Queues an upsert; a batch task sends the queued ones as one `set_many` statement.
+  async fn set(
+    self: &Arc<Self>,
+    sid: String,
+    session_json: String,
+    expire_at: f64,
+  ) -> StoreResult<()> {
+    self.statements().await?;
+    let (reply, answer) = oneshot::channel();
+    if self.sets.push(PendingSet {
+      sid,
+      session_json,
+      expire_at,
+      reply,
+    }) {
+      let me = self.clone();
+      tokio::spawn(async move { me.send_sets().await });
+    }
+    answer.await.map_err(|_| dropped())?
+  }
+
+  async fn send_touches(self: Arc<Self>) {
+    // One turn of the scheduler lets the touches that arrived together join this batch.
+    tokio::task::yield_now().await;
+    while let Some(batch) = self.touches.next() {
+      let st = match self.statements().await {
+        Ok(st) => st,
+        Err(e) => {
+          batch
+            .into_iter()
+            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          continue;
+        }
+      };
+      let result = if batch.len() > 1 {
+        let sids: Vec<&str> = batch.iter().map(|t| t.sid.as_str()).collect();
+        let expire_ats: Vec<f64> = batch.iter().map(|t| t.expire_at).collect();
+        let params: Params = &[&sids, &expire_ats];
+        Some(self.primary.run(&st.touch_many, params).await)
+      } else {
+        None
+      };
+      match result {
+        Some(Ok((rows, _))) => {
+          for touch in batch {
+            let found = rows.iter().any(|r| r.get::<_, &str>(0) == touch.sid);
+            let _ = touch.reply.send(Ok(found));
+          }
+        }
+        Some(Err(e)) if e.is_connection_fault() => {
+          batch
+            .into_iter()
+            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+        }
+        // Alone, or the batch failed for a reason one of its touches may own: one by one,
+        // so each caller gets its own answer.
+        _ => {
+          for touch in batch {
+            let params: Params = &[&touch.sid, &touch.expire_at];
+            let answer = self.primary.run(&st.touch, params).await;
+            let _ = touch.reply.send(answer.map(|(_, changed)| changed > 0));
+          }
+        }
+      }
+    }
+  }
+
+  async fn send_sets(self: Arc<Self>) {
+    tokio::task::yield_now().await;
+    while let Some(mut batch) = self.sets.next() {
+      let st = match self.statements().await {
+        Ok(st) => st,
+        Err(e) => {
+          batch
+            .into_iter()
+            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          continue;
+        }
+      };
+      // One upsert cannot change a row twice: of two writes to one session the later wins,
+      // as if they had run one after the other; both are acknowledged.
+      let mut superseded = Vec::new();
+      let mut i = 0;
+      while i < batch.len() {
+        if batch[i + 1..].iter().any(|later| later.sid == batch[i].sid) {
+          superseded.push(batch.remove(i));
+        } else {
+          i += 1;
+        }
+      }
+      let result = if batch.len() > 1 {
+        let sids: Vec<&str> = batch.iter().map(|t| t.sid.as_str()).collect();
+        let jsons: Vec<&str> = batch.iter().map(|t| t.session_json.as_str()).collect();
+        let expire_ats: Vec<f64> = batch.iter().map(|t| t.expire_at).collect();
+        let params: Params = &[&sids, &jsons, &expire_ats];
+        Some(self.primary.run(&st.set_many, params).await)
+      } else {
+        None
+      };
+      let outcome = match result {
+        Some(Ok(_)) => {
+          batch.into_iter().for_each(|t| drop(t.reply.send(Ok(()))));
+          Ok(())
+        }
+        Some(Err(e)) if e.is_connection_fault() => {
+          batch
+            .into_iter()
+            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          Err(e)
+        }
+        // Alone, or one session's data may be what the database refused: one by one.
+        _ => {
+          let mut last = Ok(());
+          for set in batch {
+            let params: Params = &[&set.sid, &set.session_json, &set.expire_at];
+            last = self.primary.run(&st.set, params).await.map(drop);
+            let _ = set.reply.send(last.clone());
+          }
+          last
+        }
+      };
+      // A superseded write shares the fate of the batch that carried its successor.
+      superseded
+        .into_iter()
+        .for_each(|t| drop(t.reply.send(outcome.clone())));
+    }
   }
 
   async fn write(&self, pick: fn(&Statements) -> &Stmt, params: Params<'_>) -> StoreResult<u64> {
@@ -496,6 +730,7 @@ impl Inner {
     let mut deleted = 0;
     // Bounded batches keep each statement short, so concurrent calls are not held up.
     loop {
+      let started = tokio::time::Instant::now();
       let (_, n) = self
         .primary
         .run(&st.prune_batch, &[&now, &self.prune_batch])
@@ -504,6 +739,9 @@ impl Inner {
       if (n as i64) < self.prune_batch || self.closed.load(Ordering::SeqCst) {
         return Ok(deleted);
       }
+      // Rest twice as long as the batch ran: pruning a large backlog takes at most a third of
+      // the database's time, so live requests keep their latency (measured in bench/table-size.js).
+      tokio::time::sleep(started.elapsed() * PRUNE_REST_FACTOR).await;
     }
   }
 
@@ -538,5 +776,20 @@ impl Inner {
         }
       }
     });
+  }
+}
+
+/// One tokio worker instead of one per core: a call's Rust work is a few microseconds, and on
+/// a small machine a second worker costs more in wake-ups and work stealing than it saves
+/// (the cores also run Node's main thread and PostgreSQL).
+#[napi_derive::module_init]
+fn init_runtime() {
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .enable_all()
+    .build();
+  // On failure napi builds its default runtime.
+  if let Ok(runtime) = runtime {
+    napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
   }
 }

@@ -1,0 +1,97 @@
+'use strict'
+
+// Express end to end: one app process per store, driven by autocannon from this process,
+// contenders alternated (A B B A) on the read route and the write route; MemoryStore once
+// per round as the ceiling.
+
+const { fork } = require('node:child_process')
+const path = require('node:path')
+const autocannon = require('autocannon')
+const signature = require('cookie-signature')
+const { seedTable, sid, alternate, sleep } = require('./lib')
+
+const SECRET = 'bench-secret'
+const SESSIONS = 1000
+
+function startApp (kind, url, table) {
+  const child = fork(path.join(__dirname, 'express-app.js'),
+    [JSON.stringify({ kind, url, table, sessions: SESSIONS, secret: SECRET })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const ask = (msg) => new Promise((resolve) => { child.once('message', resolve); child.send(msg) })
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code) => reject(new Error(`express app (${kind}) exited with ${code}`)))
+    child.once('message', ({ port }) => resolve({
+      port,
+      mark: () => child.send('mark'),
+      stats: () => ask('stats'),
+      stop: () => new Promise((resolve) => { child.removeAllListeners('exit'); child.once('exit', resolve); child.send('exit') }),
+    }))
+  })
+}
+
+function drive (port, route, seconds, connections) {
+  const cookies = Array.from({ length: SESSIONS }, (_, i) =>
+    'connect.sid=' + encodeURIComponent('s:' + signature.sign(sid(i), SECRET)))
+  let next = 0
+  return new Promise((resolve, reject) => {
+    autocannon({
+      url: `http://127.0.0.1:${port}`,
+      connections,
+      duration: seconds,
+      requests: [{
+        method: 'GET',
+        path: `/${route}`,
+        setupRequest: (req) => ({ ...req, headers: { ...req.headers, cookie: cookies[next++ % SESSIONS] } }),
+      }],
+    }, (err, result) => (err ? reject(err) : resolve(result)))
+  })
+}
+
+/**
+ * @param {{ url: string, rounds: number, seconds: number, connections?: number, log: (s: string) => void }} o
+ */
+async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connections = 50, log }) {
+  const apps = {}
+  for (const kind of ['ours', 'cps', 'memory']) {
+    if (kind !== 'memory') await seedTable(url, `bench_express_${kind}`, 0)
+    apps[kind] = await startApp(kind, url, `bench_express_${kind}`)
+  }
+  const runs = []
+  try {
+    for (const route of ['read', 'write']) {
+      // One short unmeasured run each: connections opened, code warmed up.
+      for (const kind of Object.keys(apps)) await drive(apps[kind].port, route, warmupSeconds, connections)
+      for (const kind of alternateWithMemory(rounds)) {
+        apps[kind].mark()
+        const r = await drive(apps[kind].port, route, seconds, connections)
+        const { rssMB, cpuUs } = await apps[kind].stats()
+        const run = {
+          kind,
+          route,
+          reqPerSec: r.requests.average,
+          p50: r.latency.p50,
+          p99: r.latency.p99,
+          errors: r.errors + r.non2xx + r.timeouts,
+          appCpuUsPerReq: cpuUs / r.requests.total,
+          rssMB,
+        }
+        runs.push(run)
+        log(`  express ${route.padEnd(5)} ${kind.padEnd(6)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p99 ${run.p99} ms  rss ${rssMB.toFixed(0)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`)
+        await sleep(300)
+      }
+    }
+  } finally {
+    for (const app of Object.values(apps)) await app.stop()
+  }
+  return runs
+}
+
+/** memory, then ours/cps alternated A B B A, per round. */
+function alternateWithMemory (rounds) {
+  const order = []
+  const pairs = alternate('ours', 'cps', rounds)
+  for (let r = 0; r < rounds; r++) order.push('memory', ...pairs.slice(r * 4, r * 4 + 4))
+  return order
+}
+
+module.exports = { runExpress }

@@ -1,0 +1,123 @@
+'use strict'
+
+// Shared by the benchmarks: the contenders, seeding tables, child processes and statistics.
+
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const pg = require('pg')
+
+/** The session table connect-pg-simple documents (its table.sql), under another name. */
+function createTableSql (table) {
+  return `DROP TABLE IF EXISTS "${table}";
+    CREATE TABLE "${table}" (
+      "sid" varchar NOT NULL COLLATE "default" PRIMARY KEY,
+      "sess" json NOT NULL,
+      "expire" timestamp(6) NOT NULL);
+    CREATE INDEX "IDX_${table}_expire" ON "${table}" ("expire");`
+}
+
+/** A session as express-session stores it, about 200 bytes of JSON. */
+function sessionObject (i) {
+  return {
+    cookie: { originalMaxAge: 86400000, expires: new Date(Date.now() + 86400000).toISOString(), httpOnly: true, path: '/' },
+    userId: `user-${i}`,
+    roles: ['reader'],
+    counter: 0,
+  }
+}
+
+const sid = (i) => `bench-session-${i}`
+
+/** Creates `table` with `live` sessions bench-session-0 … in one statement. */
+async function seedTable (url, table, live) {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    await client.query(createTableSql(table))
+    await client.query(
+      `INSERT INTO "${table}" (sid, sess, expire)
+       SELECT 'bench-session-' || i, $1::json, now() + interval '1 day' FROM generate_series(0, $2::int - 1) AS i`,
+      [JSON.stringify(sessionObject(0)), live])
+    await client.query(`ANALYZE "${table}"`)
+  } finally {
+    await client.end()
+  }
+}
+
+async function sql (url, text, params) {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return await client.query(text, params)
+  } finally {
+    await client.end()
+  }
+}
+
+/**
+ * A store of the given kind with a pool of `max`: 'ours', 'cps' (connect-pg-simple + pg) or 'memory'.
+ * @returns {{ store: any, close: () => Promise<void> }}
+ */
+function makeStore (kind, { url, table, max = 10 }) {
+  const session = require('express-session')
+  if (kind === 'ours') {
+    const PGStore = require('..')(session)
+    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false })
+    return { store, close: () => store.close() }
+  }
+  if (kind === 'cps') {
+    const PGStore = require('connect-pg-simple')(session)
+    const pool = new pg.Pool({ connectionString: url, max })
+    const store = new PGStore({ pool, tableName: table, pruneSessionInterval: false })
+    return { store, close: async () => { store.close(); await pool.end() } }
+  }
+  if (kind === 'memory') {
+    const store = new session.MemoryStore()
+    return { store, close: async () => {} }
+  }
+  throw new Error(`unknown store kind ${kind}`)
+}
+
+const LABELS = { ours: 'express-pg-session', cps: 'connect-pg-simple', memory: 'MemoryStore' }
+
+/** Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last. */
+function runChild (file, input) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, file), JSON.stringify(input)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => { out += d })
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      const last = out.trim().split('\n').pop()
+      if (code !== 0) return reject(new Error(`${file} exited with ${code}: ${out}`))
+      try { resolve(JSON.parse(last)) } catch (err) { reject(new Error(`${file} printed no result: ${out}`)) }
+    })
+  })
+}
+
+const sorted = (xs) => Float64Array.from(xs).sort()
+/** The p-th percentile of `values` (any order). */
+function percentile (values, p) {
+  const s = sorted(values)
+  if (s.length === 0) return NaN
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+const median = (xs) => {
+  const s = sorted(xs)
+  if (s.length === 0) return NaN
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** A, B, B, A, A, B, B, A …: each contender as often first as second, so drift cancels. */
+function alternate (a, b, rounds) {
+  const order = []
+  for (let r = 0; r < rounds; r++) order.push(...(r % 2 === 0 ? [a, b, b, a] : [b, a, a, b]))
+  return order
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, sleep }

@@ -1,0 +1,163 @@
+'use strict'
+
+// Turns the raw runs into medians and ratios, a markdown table and an SVG chart.
+
+const { median, LABELS } = require('./lib')
+
+/** Median over rounds of (mean of ours in the round) / (mean of cps in the round). */
+function roundRatio (runs, metric) {
+  const rounds = new Map()
+  for (const r of runs) {
+    if (r.kind === 'memory') continue
+    const key = r.round
+    if (!rounds.has(key)) rounds.set(key, { ours: [], cps: [] })
+    rounds.get(key)[r.kind].push(r[metric])
+  }
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
+  return median([...rounds.values()].filter((r) => r.ours.length && r.cps.length).map((r) => mean(r.ours) / mean(r.cps)))
+}
+
+const med = (runs, kind, metric) => median(runs.filter((r) => r.kind === kind).map((r) => r[metric]))
+
+function summarize (raw) {
+  const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres }
+  if (raw.store) {
+    s.store = {}
+    for (const kind of ['ours', 'cps']) {
+      s.store[kind] = {
+        opsPerSec: med(raw.store, kind, 'opsPerSec'),
+        cpuUsPerOp: med(raw.store, kind, 'cpuUsPerOp'),
+        p99Ms: med(raw.store, kind, 'p99') / 1000,
+        rssMB: med(raw.store, kind, 'rssMB'),
+      }
+    }
+    s.store.ratio = { opsPerSec: roundRatio(raw.store, 'opsPerSec'), cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp') }
+  }
+  if (raw.latency) {
+    s.latency = {}
+    for (const kind of ['ours', 'cps']) s.latency[kind] = { p50Us: med(raw.latency, kind, 'p50'), p99Us: med(raw.latency, kind, 'p99') }
+    s.latency.ratio = { p50: roundRatio(raw.latency, 'p50'), p99: roundRatio(raw.latency, 'p99') }
+  }
+  if (raw.express) {
+    s.express = {}
+    for (const route of ['read', 'write']) {
+      const runs = raw.express.filter((r) => r.route === route).map((r, i) => r)
+      // Rounds: each memory run opens a round of four.
+      let round = -1
+      for (const r of runs) { if (r.kind === 'memory') round++; r.round = round }
+      const out = {}
+      for (const kind of ['ours', 'cps', 'memory']) {
+        out[kind] = { reqPerSec: med(runs, kind, 'reqPerSec'), p99Ms: med(runs, kind, 'p99'), rssMB: med(runs, kind, 'rssMB'), cpuUsPerReq: med(runs, kind, 'appCpuUsPerReq') }
+      }
+      out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99') }
+      out.oursOfMemory = out.ours.reqPerSec / out.memory.reqPerSec
+      out.errors = runs.reduce((n, r) => n + r.errors, 0)
+      s.express[route] = out
+    }
+  }
+  if (raw.memory) s.memory = raw.memory
+  if (raw.tableSize) s.tableSize = raw.tableSize
+  if (raw.pgbench) s.pgbench = raw.pgbench
+  return s
+}
+
+const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–')
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–')
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–')
+const yes = (ok) => (ok ? '✅' : '❌')
+
+function markdown (s) {
+  const rows = []
+  const row = (...cells) => rows.push(`| ${cells.join(' | ')} |`)
+  row('measure', 'express-pg-session', 'connect-pg-simple', 'ratio', 'target')
+  row('---', '---:', '---:', '---:', '---')
+  if (s.store) {
+    const { ours, cps, ratio } = s.store
+    row('store ops/s (64 callers, get:touch:set 80:15:5, pool 10)', f0(ours.opsPerSec), f0(cps.opsPerSec), `**${f2(ratio.opsPerSec)}×**`, `≥ 2.5× ${yes(ratio.opsPerSec >= 2.5)}`)
+    row('Node CPU per operation (µs, whole process)', f1(ours.cpuUsPerOp), f1(cps.cpuUsPerOp), `**${f2(ratio.cpuUsPerOp)}×**`, `≤ 0.35× ${yes(ratio.cpuUsPerOp <= 0.35)}`)
+    row('store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
+    row('RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
+  }
+  if (s.express) {
+    for (const route of ['read', 'write']) {
+      const e = s.express[route]
+      const what = route === 'read' ? 'read route (get + touch)' : 'write route (get + set)'
+      row(`Express ${what}, req/s (50 connections)`, f0(e.ours.reqPerSec), f0(e.cps.reqPerSec), `**${f2(e.ratio.reqPerSec)}×**`, `≥ 1.5× ${yes(e.ratio.reqPerSec >= 1.5)}`)
+      row(`Express ${route} p99 latency (ms)`, f0(e.ours.p99Ms), f0(e.cps.p99Ms), f2(e.ratio.p99) + '×', `≤ 1× ${yes(e.ratio.p99 <= 1)}`)
+      row(`Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
+    }
+  }
+  if (s.latency) {
+    const { ours, cps, ratio } = s.latency
+    row('single-operation latency p50 / p99 (µs, 1 caller, pool 1)', `${f0(ours.p50Us)} / ${f0(ours.p99Us)}`, `${f0(cps.p50Us)} / ${f0(cps.p99Us)}`, `${f2(ratio.p50)}× / ${f2(ratio.p99)}×`, `≤ 1× ${yes(ratio.p50 <= 1)}`)
+  }
+  if (s.memory) {
+    const { ours, cps } = s.memory
+    row('RSS over a long run: first → half way → last of 20 samples (MB)', `${f0(ours.firstMB)} → ${f0(ours.midMB)} → ${f0(ours.lastMB)} over ${f0(ours.ops)} ops`, `${f0(cps.firstMB)} → ${f0(cps.midMB)} → ${f0(cps.lastMB)} over ${f0(cps.ops)} ops`, `${ours.lastMB - ours.midMB >= 0 ? '+' : ''}${f1(ours.lastMB - ours.midMB)} MB in the 2nd half`, `flat (< 5 MB in the 2nd half) ${yes(ours.lastMB - ours.midMB < 5)}`)
+  }
+  if (s.tableSize) {
+    const t = s.tableSize
+    row(`get p99 (µs, ${t.callers} callers): ${f0(t.live)} rows → ${f0(t.live + t.expired)} rows`, `${f0(t.small.p99)} → ${f0(t.large.p99)}`, '', f2(t.large.p99 / t.small.p99) + '×', 'flat')
+    row(`prune ${f0(t.deleted)} expired rows (batches of ${f0(t.batchSize)}): time, concurrent get p99 vs idle`, `${f1(t.pruneSeconds)} s, ${f0(t.during.p99)} µs`, '', `${f2(t.during.p99 / t.large.p99)}×`, `≤ 2× ${yes(t.during.p99 / t.large.p99 <= 2)}`)
+  }
+  if (s.pgbench) {
+    row(`PostgreSQL's own limit, pgbench SELECT by id (${s.pgbench.clients} clients)`, `${f0(s.pgbench.prepared)}/s prepared`, `${f0(s.pgbench.extended)}/s unnamed`, '', 'reference')
+  }
+  const lines = [
+    `Measured ${s.date} on ${s.machine}, ${s.postgres}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A) in the same run.`,
+    '',
+    ...rows,
+    '',
+    '![benchmark chart](bench/results/chart.svg)',
+  ]
+  return lines.join('\n')
+}
+
+/** Bars per panel, each panel on its own scale; plain SVG text, no library. */
+function svg (s) {
+  const panels = []
+  if (s.store) {
+    panels.push({
+      title: 'Store operations per second',
+      bars: [
+        [LABELS.cps, s.store.cps.opsPerSec],
+        [LABELS.ours, s.store.ours.opsPerSec],
+        ...(s.pgbench ? [['pgbench -M prepared (SELECT only)', s.pgbench.prepared]] : []),
+      ],
+    })
+  }
+  for (const route of ['read', 'write']) {
+    if (!s.express) break
+    const e = s.express[route]
+    panels.push({
+      title: `Express ${route} route, requests per second`,
+      bars: [[LABELS.cps, e.cps.reqPerSec], [LABELS.ours, e.ours.reqPerSec], [LABELS.memory + ' (ceiling)', e.memory.reqPerSec]],
+    })
+  }
+  const colors = { [LABELS.cps]: '#9aa5b1', [LABELS.ours]: '#d9480f' }
+  const width = 760
+  const barH = 22
+  const labelW = 250
+  let y = 40
+  const parts = [`<text x="10" y="24" font-size="16" font-weight="bold">express-pg-session vs connect-pg-simple — ${esc(s.date)}</text>`]
+  for (const p of panels) {
+    parts.push(`<text x="10" y="${y + 14}" font-size="13" font-weight="bold">${esc(p.title)}</text>`)
+    y += 22
+    const max = Math.max(...p.bars.map((b) => b[1]).filter(Number.isFinite))
+    for (const [label, value] of p.bars) {
+      const w = Number.isFinite(value) ? Math.max(1, ((width - labelW - 90) * value) / max) : 0
+      parts.push(`<text x="10" y="${y + 15}" font-size="12">${esc(label)}</text>`)
+      parts.push(`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH - 4}" fill="${colors[label] || '#4c6ef5'}"/>`)
+      parts.push(`<text x="${(labelW + w + 6).toFixed(1)}" y="${y + 14}" font-size="12">${f0(value)}</text>`)
+      y += barH
+    }
+    y += 12
+  }
+  parts.push(`<text x="10" y="${y + 8}" font-size="11" fill="#555">${esc(s.machine)}</text>`)
+  y += 20
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${parts.join('\n')}\n</svg>\n`
+}
+
+const esc = (t) => String(t).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
+module.exports = { summarize, markdown, svg }
