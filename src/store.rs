@@ -674,32 +674,35 @@ impl Inner {
       } else {
         None
       };
-      let outcome = match result {
+      // The answer each session id got, so a superseded write shares its successor's fate.
+      let mut outcomes: HashMap<String, StoreResult<()>> = HashMap::new();
+      match result {
         Some(Ok(_)) => {
-          batch.into_iter().for_each(|t| drop(t.reply.send(Ok(()))));
-          Ok(())
+          for set in batch {
+            outcomes.insert(set.sid, Ok(()));
+            let _ = set.reply.send(Ok(()));
+          }
         }
         Some(Err(e)) if e.is_connection_fault() => {
-          batch
-            .into_iter()
-            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
-          Err(e)
+          for set in batch {
+            outcomes.insert(set.sid, Err(e.clone()));
+            let _ = set.reply.send(Err(e.clone()));
+          }
         }
         // Alone, or one session's data may be what the database refused: one by one.
         _ => {
-          let mut last = Ok(());
           for set in batch {
             let params: Params = &[&set.sid, &set.session_json, &set.expire_at];
-            last = self.primary.run(&st.set, params).await.map(drop);
-            let _ = set.reply.send(last.clone());
+            let answer = self.primary.run(&st.set, params).await.map(drop);
+            let _ = set.reply.send(answer.clone());
+            outcomes.insert(set.sid, answer);
           }
-          last
         }
-      };
-      // A superseded write shares the fate of the batch that carried its successor.
-      superseded
-        .into_iter()
-        .for_each(|t| drop(t.reply.send(outcome.clone())));
+      }
+      for set in superseded {
+        let answer = outcomes.get(&set.sid).cloned().unwrap_or(Err(dropped()));
+        let _ = set.reply.send(answer);
+      }
     }
   }
 
