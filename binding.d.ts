@@ -104,7 +104,7 @@ export interface StoreOptions {
   connectionTimeoutMillis?: number
   /** Close connections idle this long, in ms; 0 keeps them. Default 10000. */
   idleTimeoutMillis?: number
-  /** Rows deleted per statement while pruning; default 5000. */
+  /** Rows deleted per statement while pruning; default 20000. */
   pruneBatchSize?: number
 }
 

@@ -84,7 +84,7 @@ declare namespace expressPgSession {
     pruneSessionInterval?: number | false
     /** Spreads prunes of several processes; default: 50–150% of the interval. */
     pruneSessionRandomizedInterval?: false | ((delay: number) => number)
-    /** Rows deleted per statement while pruning. Default 5000. */
+    /** Rows deleted per statement while pruning. Default 20000. */
     pruneBatchSize?: number
     /** false: unnamed statements, for PgBouncer in transaction mode. Default true. */
     preparedStatements?: boolean

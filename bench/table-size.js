@@ -50,7 +50,7 @@ async function runTableSize ({ url, expired = 1000000, seconds, callers = 4, log
     const deleted = await prune
     const pruneSeconds = (Date.now() - t1) / 1000
     log(`  prune deleted ${deleted} rows in ${pruneSeconds.toFixed(1)} s; concurrent get p50 ${during.p50.toFixed(0)} µs  p99 ${during.p99.toFixed(0)} µs (${(during.p99 / large.p99).toFixed(2)}× idle)`)
-    return { live: LIVE, expired, callers, small, large, during, deleted, pruneSeconds, batchSize: 5000 }
+    return { live: LIVE, expired, callers, small, large, during, deleted, pruneSeconds, batchSize: 20000 }
   } finally {
     await close()
     await sql(url, `DROP TABLE IF EXISTS "${table}"`)
