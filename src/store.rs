@@ -1,6 +1,8 @@
 //! The `#[napi]` session store: its options, its async methods and its life cycle.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -30,6 +32,9 @@ struct PendingTouch {
   expire_at: f64,
   reply: oneshot::Sender<StoreResult<bool>>,
 }
+
+/// A running batch task: drains one kind's queue.
+type BatchTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// An upsert waiting for its batch.
 struct PendingSet {
@@ -442,7 +447,7 @@ impl Inner {
   async fn call<T>(
     self: &Arc<Self>,
     op: Op,
-    work: impl std::future::Future<Output = StoreResult<T>>,
+    work: impl Future<Output = StoreResult<T>>,
   ) -> Result<T> {
     self.in_flight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlight(self);
@@ -562,17 +567,14 @@ impl Inner {
 
   /// Queues a touch; a batch task sends the queued touches as one `touch_many` statement.
   async fn touch(self: &Arc<Self>, sid: String, expire_at: f64) -> StoreResult<bool> {
-    self.statements().await?;
-    let (reply, answer) = oneshot::channel();
-    if self.touches.push(PendingTouch {
+    let pending = |reply| PendingTouch {
       sid,
       expire_at,
       reply,
-    }) {
-      let me = self.clone();
-      tokio::spawn(async move { me.send_touches().await });
-    }
-    answer.await.map_err(|_| dropped())?
+    };
+    self
+      .enqueue(&self.touches, pending, |me| Box::pin(me.send_touches()))
+      .await
   }
 
   /// Queues an upsert; a batch task sends the queued ones as one `set_many` statement.
@@ -582,16 +584,29 @@ impl Inner {
     session_json: String,
     expire_at: f64,
   ) -> StoreResult<()> {
-    self.statements().await?;
-    let (reply, answer) = oneshot::channel();
-    if self.sets.push(PendingSet {
+    let pending = |reply| PendingSet {
       sid,
       session_json,
       expire_at,
       reply,
-    }) {
-      let me = self.clone();
-      tokio::spawn(async move { me.send_sets().await });
+    };
+    self
+      .enqueue(&self.sets, pending, |me| Box::pin(me.send_sets()))
+      .await
+  }
+
+  /// Queues one call on `batches` and waits for its answer; the call that finds no batch task
+  /// running starts `send`, which drains the queue.
+  async fn enqueue<T, R>(
+    self: &Arc<Self>,
+    batches: &Batches<T>,
+    pending: impl FnOnce(oneshot::Sender<StoreResult<R>>) -> T,
+    send: fn(Arc<Self>) -> BatchTask,
+  ) -> StoreResult<R> {
+    self.statements().await?;
+    let (reply, answer) = oneshot::channel();
+    if batches.push(pending(reply)) {
+      tokio::spawn(send(self.clone()));
     }
     answer.await.map_err(|_| dropped())?
   }
