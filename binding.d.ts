@@ -11,13 +11,17 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** The native half of the store. `index.js` wraps it in an express-session `Store`. */
 export declare class NativeStore {
-  constructor(options: StoreOptions)
-  /** The stored JSON text of a live session, or null. */
-  get(sid: string, nowMs: number): Promise<string | null>
-  /** Inserts or replaces a session (one upsert). */
-  set(sid: string, sessionJson: string, expireAtMs: number): Promise<void>
-  /** Moves a session's expiry; resolves true when the session exists. */
-  touch(sid: string, expireAtMs: number): Promise<boolean>
+  /**
+   * `deliver` receives the answers of the `start_*` calls on the JS thread, as a flat array
+   * `[id, value, …]`; a failed call's id is negated and its value is the coded message.
+   */
+  constructor(options: StoreOptions, deliver: (answers: Array<number | string | boolean | null>) => void)
+  /** Starts a `get`: `deliver` receives the stored JSON text of the live session, or null. */
+  startGet(id: number, sid: string, nowMs: number): void
+  /** Starts an upsert of one session: `deliver` receives null once it is stored. */
+  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number): void
+  /** Starts moving a session's expiry: `deliver` receives true when the session exists. */
+  startTouch(id: number, sid: string, expireAtMs: number): void
   /** Deletes a session; deleting a missing one is not an error. */
   destroy(sid: string): Promise<void>
   /** Every live session with its id. */

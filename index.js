@@ -249,6 +249,64 @@ function settle (promise, cb) {
   return promise
 }
 
+// Answers of the native fast path (get, set, touch), by call id. Module-wide, so the native
+// side holds no reference to a store and an unused store can be garbage collected.
+/** @type {Map<number, (err: Error | null, value?: any) => void>} */
+const inFlight = new Map()
+const MAX_CALL_ID = 0x7fffffff
+let lastCallId = 0
+
+/**
+ * Registers what to do with a call's answer; returns the id to send with it.
+ * @param {(err: Error | null, value?: any) => void} finish
+ */
+function track (finish) {
+  lastCallId = lastCallId === MAX_CALL_ID ? 1 : lastCallId + 1
+  inFlight.set(lastCallId, finish)
+  return lastCallId
+}
+
+/**
+ * Called by the native store with the answers that are ready: `[id, value, …]`, a failed
+ * call's id negated and its value the coded message. Must never throw: a throw here would
+ * lose the answers after it.
+ * @param {any[]} answers
+ */
+function deliver (answers) {
+  for (let i = 0; i < answers.length; i += 2) {
+    const failed = answers[i] < 0
+    const id = failed ? -answers[i] : answers[i]
+    const finish = inFlight.get(id)
+    if (finish === undefined) continue
+    inFlight.delete(id)
+    try {
+      if (failed) finish(fromNative(new Error(answers[i + 1])))
+      else finish(null, answers[i + 1])
+    } catch (err) {
+      process.nextTick(() => { throw err })
+    }
+  }
+}
+
+/**
+ * How a fast-path call answers its caller: the callback once, on a later tick, or a promise
+ * that never becomes an unhandled rejection.
+ * @param {unknown} cb
+ * @returns {{ reply: (err: Error | null, value?: any) => void, promise: Promise<any> | undefined }}
+ */
+function replier (cb) {
+  if (typeof cb === 'function') {
+    return { reply: (err, value) => process.nextTick(/** @type {Function} */ (cb), err, value), promise: undefined }
+  }
+  /** @type {(err: Error | null, value?: any) => void} */
+  let reply = () => {}
+  const promise = new Promise((resolve, reject) => {
+    reply = (err, value) => (err ? reject(err) : resolve(value))
+  })
+  promise.catch(() => {})
+  return { reply, promise }
+}
+
 /** @param {unknown} sid */
 function checkSid (sid) {
   if (typeof sid !== 'string' || sid === '') {
@@ -300,7 +358,7 @@ module.exports = function expressPgSession (session) {
           createTableIfMissing: !!options.createTableIfMissing,
           preparedStatements: options.preparedStatements !== false,
           pruneBatchSize: options.pruneBatchSize,
-        })
+        }, deliver)
       } catch (err) {
         throw fromNative(err)
       }
@@ -403,20 +461,55 @@ module.exports = function expressPgSession (session) {
     }
 
     /**
+     * One call on the native fast path. `send(id)` starts it; `then(value, reply)` turns the
+     * native answer into the caller's. What `send` throws (a bad id, a bad session) is the
+     * caller's error.
+     * @param {unknown} cb
+     * @param {(id: number) => void} send
+     * @param {(value: any, reply: (err: Error | null, value?: any) => void) => void} then
+     */
+    #fast (cb, send, then) {
+      this.#schedulePrune()
+      const { reply, promise } = replier(cb)
+      const finish = (/** @type {Error | null} */ err, /** @type {any} */ value) => {
+        if (err) {
+          // @ts-ignore
+          if (CONNECTION_CODES.has(err.code)) this.#markDisconnected(err)
+          return reply(err)
+        }
+        try {
+          if (!this.#connected) this.#markConnected()
+          then(value, reply)
+        } catch (thrown) {
+          reply(/** @type {Error} */ (thrown))
+        }
+      }
+      let id = 0
+      try {
+        id = track(finish)
+        send(id)
+      } catch (err) {
+        inFlight.delete(id)
+        reply(fromNative(err))
+      }
+      return promise
+    }
+
+    /**
      * @param {string} sid
      * @param {(err: Error | null, session?: any) => void} [cb]
      */
     get (sid, cb) {
-      return settle(this.#call(async () => {
+      return this.#fast(cb, (id) => {
         checkSid(sid)
-        const text = await this.#native.get(sid, Date.now())
-        if (text === null || text === undefined) return null
+        this.#native.startGet(id, sid, Date.now())
+      }, (text, reply) => {
+        if (text === null || text === undefined) return reply(null, null)
         const sess = this.#parse(text)
-        if (sess !== undefined && sess !== null) return sess
+        if (sess !== undefined && sess !== null) return reply(null, sess)
         // Unreadable data: drop the row and start afresh, as connect-pg-simple does.
-        await this.#native.destroy(sid)
-        return null
-      }), cb)
+        this.#native.destroy(sid).then(() => reply(null, null), (err) => reply(fromNative(err)))
+      })
     }
 
     /**
@@ -425,12 +518,14 @@ module.exports = function expressPgSession (session) {
      * @param {(err?: Error | null) => void} [cb]
      */
     set (sid, sess, cb) {
-      return settle(this.#call(async () => {
+      return this.#fast(cb, (id) => {
         checkSid(sid)
         const text = this.#stringify(sess)
-        await this.#native.set(sid, text, this.#expireAt(sess))
+        this.#native.startSet(id, sid, text, this.#expireAt(sess))
+      }, (_, reply) => {
         this.#rememberWrite(sid)
-      }), cb)
+        reply(null)
+      })
     }
 
     /**
@@ -439,14 +534,19 @@ module.exports = function expressPgSession (session) {
      * @param {(err?: Error | null) => void} [cb]
      */
     touch (sid, sess, cb) {
-      return settle(this.#call(async () => {
+      return this.#fast(cb, (id) => {
         checkSid(sid)
-        if (this.#disableTouch) return
         const written = this.#lastWrite.get(sid)
-        if (written !== undefined && Date.now() - written < this.#touchAfterMs) return
-        await this.#native.touch(sid, this.#expireAt(sess))
-        this.#rememberWrite(sid)
-      }), cb)
+        if (this.#disableTouch || (written !== undefined && Date.now() - written < this.#touchAfterMs)) {
+          // Nothing to send: answer as if the native call had.
+          deliver([id, null])
+          return
+        }
+        this.#native.startTouch(id, sid, this.#expireAt(sess))
+      }, (found, reply) => {
+        if (found !== null) this.#rememberWrite(sid)
+        reply(null)
+      })
     }
 
     /**

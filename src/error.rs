@@ -26,6 +26,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+  /// A call whose task ended without answering it (a panic, the runtime shutting down).
+  pub fn dropped() -> Self {
+    StoreError::ConnectionLost(
+      "the call was dropped before it was answered; it may be retried".into(),
+    )
+  }
+
   pub fn code(&self) -> &str {
     match self {
       StoreError::Closed => "ERR_PG_SESSION_CLOSED",

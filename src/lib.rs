@@ -6,5 +6,6 @@
 mod config;
 mod error;
 mod pool;
+mod relay;
 mod sql;
 mod store;

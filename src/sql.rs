@@ -200,6 +200,8 @@ impl Stmt {
 #[derive(Debug, Clone)]
 pub struct Statements {
   pub get: Stmt,
+  /// Several gets in one statement: the live rows among the sids, with their sid.
+  pub get_many: Stmt,
   pub set: Stmt,
   pub touch: Stmt,
   pub touch_many: Stmt,
@@ -224,6 +226,15 @@ impl Statements {
           expire.at("$2::float8")
         ),
         &[Type::TEXT, Type::FLOAT8],
+      ),
+      // `= ANY`, not a join with unnest: the planner keeps one index probe per sid whatever the
+      // table's size, where a join may turn into a hash join over the whole table.
+      get_many: Stmt::new(
+        format!(
+          "SELECT {sid}::text, {sess}::text FROM {table} WHERE {sid} = ANY($1::text[]) AND {exp} >= {}",
+          expire.at("$2::float8")
+        ),
+        &[Type::TEXT_ARRAY, Type::FLOAT8],
       ),
       set: Stmt::new(
         format!(
@@ -345,7 +356,8 @@ mod tests {
     assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
     assert!(!s.get.sql.contains("::timestamp "));
     assert_eq!(s.set.types.len(), 3);
-    assert!(s.get.read_only && s.count.read_only);
+    assert!(s.get.read_only && s.get_many.read_only && s.count.read_only);
+    assert!(s.get_many.sql.contains("= ANY($1::text[])"));
     assert!(!s.set.read_only && !s.touch_many.read_only && !s.prune_batch.read_only);
   }
 

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, Notify, OnceCell};
 use crate::config::ConnectionOptions;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::{Params, Target};
+use crate::relay::Relay;
 use crate::sql::{DataType, ExpireType, QuotedTable, Statements, Stmt, TableSpec};
 
 const DEFAULT_MAX: u32 = 10;
@@ -31,6 +32,13 @@ struct PendingTouch {
   sid: String,
   expire_at: f64,
   reply: oneshot::Sender<StoreResult<bool>>,
+}
+
+/// A get waiting for its batch.
+struct PendingGet {
+  sid: String,
+  now: f64,
+  reply: oneshot::Sender<StoreResult<Option<String>>>,
 }
 
 /// A running batch task: drains one kind's queue.
@@ -199,6 +207,7 @@ struct Inner {
   drained: Notify,
   operations: [AtomicU64; OPS.len()],
   errors: Mutex<HashMap<String, i64>>,
+  gets: Batches<PendingGet>,
   touches: Batches<PendingTouch>,
   sets: Batches<PendingSet>,
 }
@@ -207,41 +216,54 @@ struct Inner {
 #[napi]
 pub struct NativeStore {
   inner: Arc<Inner>,
+  /// How `start_get`, `start_set` and `start_touch` reach the worker and answer.
+  relay: Relay,
 }
 
 #[napi]
 impl NativeStore {
+  /// `deliver` receives the answers of the `start_*` calls on the JS thread, as a flat array
+  /// `[id, value, …]`; a failed call's id is negated and its value is the coded message.
   #[napi(constructor)]
-  pub fn new(options: StoreOptions) -> Result<Self> {
+  pub fn new(
+    options: StoreOptions,
+    #[napi(ts_arg_type = "(answers: Array<number | string | boolean | null>) => void")]
+    deliver: Function<'_, (), ()>,
+  ) -> Result<Self> {
     Ok(NativeStore {
       inner: Arc::new(Inner::new(options)?),
+      relay: Relay::new(deliver)?,
     })
   }
 
-  /// The stored JSON text of a live session, or null.
+  /// Starts a `get`: `deliver` receives the stored JSON text of the live session, or null.
   #[napi]
-  pub async fn get(&self, sid: String, now_ms: f64) -> Result<Option<String>> {
-    let inner = &self.inner;
-    // Boxed: tokio copies a task's future as it moves between states; a pointer is cheap to copy.
-    let read = Box::pin(inner.get(&sid, now_ms / 1000.0));
-    inner.call(Op::Get, read).await
+  pub fn start_get(&self, env: Env, id: i32, sid: String, now_ms: f64) {
+    let inner = self.inner.clone();
+    self.relay.start(&env, id, async move {
+      let read = inner.get(sid, now_ms / 1000.0);
+      inner.call(Op::Get, read).await.into()
+    });
   }
 
-  /// Inserts or replaces a session (one upsert).
+  /// Starts an upsert of one session: `deliver` receives null once it is stored.
   #[napi]
-  pub async fn set(&self, sid: String, session_json: String, expire_at_ms: f64) -> Result<()> {
-    let inner = &self.inner;
-    let expire_at = expire_at_ms / 1000.0;
-    let write = Box::pin(inner.set(sid, session_json, expire_at));
-    inner.call(Op::Set, write).await
+  pub fn start_set(&self, env: Env, id: i32, sid: String, session_json: String, expire_at_ms: f64) {
+    let inner = self.inner.clone();
+    self.relay.start(&env, id, async move {
+      let write = inner.set(sid, session_json, expire_at_ms / 1000.0);
+      inner.call(Op::Set, write).await.into()
+    });
   }
 
-  /// Moves a session's expiry; resolves true when the session exists.
+  /// Starts moving a session's expiry: `deliver` receives true when the session exists.
   #[napi]
-  pub async fn touch(&self, sid: String, expire_at_ms: f64) -> Result<bool> {
-    let inner = &self.inner;
-    let touch = Box::pin(inner.touch(sid, expire_at_ms / 1000.0));
-    inner.call(Op::Touch, touch).await
+  pub fn start_touch(&self, env: Env, id: i32, sid: String, expire_at_ms: f64) {
+    let inner = self.inner.clone();
+    self.relay.start(&env, id, async move {
+      let touch = inner.touch(sid, expire_at_ms / 1000.0);
+      inner.call(Op::Touch, touch).await.into()
+    });
   }
 
   /// Deletes a session; deleting a missing one is not an error.
@@ -375,11 +397,6 @@ fn pool_stats(target: &Target) -> PoolStats {
   }
 }
 
-/// A queued call whose batch task ended without answering it (a panic, the runtime shutting down).
-fn dropped() -> StoreError {
-  StoreError::ConnectionLost("the call was dropped before it was sent; it may be retried".into())
-}
-
 /// Counts a call in flight so `close()` can wait for it.
 struct InFlight<'a>(&'a Inner);
 
@@ -438,6 +455,7 @@ impl Inner {
       drained: Notify::new(),
       operations: Default::default(),
       errors: Mutex::new(HashMap::new()),
+      gets: Batches::new(),
       touches: Batches::new(),
       sets: Batches::new(),
     })
@@ -549,7 +567,19 @@ impl Inner {
     ))
   }
 
-  async fn get(&self, sid: &str, now: f64) -> StoreResult<Option<String>> {
+  /// Queues a get; a batch task sends the queued ones as one `get_many` statement. With
+  /// replicas, each get goes alone, so a miss on the replica can be asked of the primary.
+  async fn get(self: &Arc<Self>, sid: String, now: f64) -> StoreResult<Option<String>> {
+    if !self.replicas.is_empty() {
+      return self.get_one(&sid, now).await;
+    }
+    let pending = |reply| PendingGet { sid, now, reply };
+    self
+      .enqueue(&self.gets, pending, |me| Box::pin(me.send_gets()))
+      .await
+  }
+
+  async fn get_one(&self, sid: &str, now: f64) -> StoreResult<Option<String>> {
     let st = self.statements().await?;
     let params: Params = &[&sid, &now];
     if let Some(replica) = self.replica() {
@@ -563,6 +593,51 @@ impl Inner {
     }
     let (rows, _) = self.primary.run(&st.get, params).await?;
     Ok(rows.first().map(|r| r.get(0)))
+  }
+
+  async fn send_gets(self: Arc<Self>) {
+    // One turn of the scheduler lets the gets that arrived together join this batch.
+    tokio::task::yield_now().await;
+    while let Some(batch) = self.gets.next() {
+      if batch.len() == 1 {
+        let get = batch.into_iter().next().expect("a batch of one");
+        let _ = get.reply.send(self.get_one(&get.sid, get.now).await);
+        continue;
+      }
+      let st = match self.statements().await {
+        Ok(st) => st,
+        Err(e) => {
+          batch
+            .into_iter()
+            .for_each(|g| drop(g.reply.send(Err(e.clone()))));
+          continue;
+        }
+      };
+      let sids: Vec<&str> = batch.iter().map(|g| g.sid.as_str()).collect();
+      // The earliest caller's clock: a session live when any of these calls was made is
+      // returned (calls in one batch were made within a few milliseconds of each other).
+      let now = batch.iter().map(|g| g.now).fold(f64::INFINITY, f64::min);
+      let params: Params = &[&sids, &now];
+      match self.primary.run(&st.get_many, params).await {
+        Ok((rows, _)) => {
+          for get in batch {
+            let row = rows.iter().find(|r| r.get::<_, &str>(0) == get.sid);
+            let _ = get.reply.send(Ok(row.map(|r| r.get(1))));
+          }
+        }
+        Err(e) if e.is_connection_fault() => {
+          batch
+            .into_iter()
+            .for_each(|g| drop(g.reply.send(Err(e.clone()))));
+        }
+        // A failure one of the gets may own: one by one, so each caller gets its own answer.
+        Err(_) => {
+          for get in batch {
+            let _ = get.reply.send(self.get_one(&get.sid, get.now).await);
+          }
+        }
+      }
+    }
   }
 
   /// Queues a touch; a batch task sends the queued touches as one `touch_many` statement.
@@ -608,7 +683,7 @@ impl Inner {
     if batches.push(pending(reply)) {
       tokio::spawn(send(self.clone()));
     }
-    answer.await.map_err(|_| dropped())?
+    answer.await.map_err(|_| StoreError::dropped())?
   }
 
   async fn send_touches(self: Arc<Self>) {
@@ -715,7 +790,10 @@ impl Inner {
         }
       }
       for set in superseded {
-        let answer = outcomes.get(&set.sid).cloned().unwrap_or(Err(dropped()));
+        let answer = outcomes
+          .get(&set.sid)
+          .cloned()
+          .unwrap_or(Err(StoreError::dropped()));
         let _ = set.reply.send(answer);
       }
     }

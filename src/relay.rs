@@ -1,0 +1,247 @@
+//! How the hot calls (get, set, touch) cross between the JS thread and the tokio worker.
+//! A napi `async fn` costs the Node thread a promise, a threadsafe function, a libuv handle
+//! and a wake-up of the worker per call, and a wake-up of the JS thread per answer. Here calls
+//! started together share one wake-up of the worker (the inbox), and answers ready together
+//! share one wake-up and one JS call (the outbox, through one long-lived threadsafe function).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use napi::bindgen_prelude::*;
+
+use napi::sys;
+use napi::threadsafe_function::{
+  ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
+};
+
+use crate::error::StoreError;
+
+/// What a finished call answers.
+pub enum Answer {
+  /// `get`: the stored JSON text, or none.
+  Text(Option<String>),
+  /// `touch`: whether the session exists.
+  Found(bool),
+  /// `set`: stored.
+  Done,
+  /// Any call: the coded message (`CODE: what happened`), as a rejection would carry it.
+  Failed(String),
+}
+
+impl<T: Into<Answer>> From<Result<T>> for Answer {
+  fn from(result: Result<T>) -> Self {
+    match result {
+      Ok(value) => value.into(),
+      Err(err) => Answer::Failed(err.reason),
+    }
+  }
+}
+
+impl From<Option<String>> for Answer {
+  fn from(text: Option<String>) -> Self {
+    Answer::Text(text)
+  }
+}
+
+impl From<bool> for Answer {
+  fn from(found: bool) -> Self {
+    Answer::Found(found)
+  }
+}
+
+impl From<()> for Answer {
+  fn from(_: ()) -> Self {
+    Answer::Done
+  }
+}
+
+/// One element of the flat array JS receives: `[id, value, id, value, …]`, where a failed
+/// call's id is negated and its value is the coded message.
+enum Slot {
+  Id(i32),
+  Text(String),
+  Null,
+  Found(bool),
+}
+
+impl ToNapiValue for Slot {
+  unsafe fn to_napi_value(env: sys::napi_env, slot: Self) -> Result<sys::napi_value> {
+    match slot {
+      Slot::Id(id) => i32::to_napi_value(env, id),
+      Slot::Text(text) => String::to_napi_value(env, text),
+      Slot::Null => Null::to_napi_value(env, Null),
+      Slot::Found(found) => bool::to_napi_value(env, found),
+    }
+  }
+}
+
+type Deliver = ThreadsafeFunction<(), (), Vec<Slot>, Status, false, true>;
+
+/// State the delivering callback shares with the senders.
+struct Queue {
+  done: Mutex<Vec<(i32, Answer)>>,
+  /// Calls started and not yet delivered; while any are, the threadsafe function keeps the
+  /// event loop alive, and when none are it lets the process exit.
+  pending: AtomicU32,
+  raw: AtomicPtr<sys::napi_threadsafe_function__>,
+}
+
+/// A panic while holding one of these locks cannot leave its Vec half-changed: keep using it.
+fn lock<T>(queue: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
+  queue
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A call's work, answer included, waiting for the worker.
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Calls started on the JS thread, waiting for the tokio worker. Only the call that finds the
+/// inbox empty wakes the worker; the calls after it ride along.
+#[derive(Default)]
+struct Inbox {
+  jobs: Mutex<Vec<Job>>,
+}
+
+impl Inbox {
+  fn push(self: &Arc<Self>, job: Job) {
+    let was_empty = {
+      let mut jobs = lock(&self.jobs);
+      jobs.push(job);
+      jobs.len() == 1
+    };
+    if was_empty {
+      let inbox = self.clone();
+      spawn(async move {
+        let jobs = std::mem::take(&mut *lock(&inbox.jobs));
+        for job in jobs {
+          // On the worker thread: queued locally, no wake-up.
+          tokio::spawn(job);
+        }
+      });
+    }
+  }
+}
+
+/// Both directions, for one store.
+pub struct Relay {
+  inbox: Arc<Inbox>,
+  outbox: Arc<Outbox>,
+}
+
+impl Relay {
+  /// `deliver` is called on the JS thread with the flat array of answers.
+  pub fn new(deliver: Function<'_, (), ()>) -> Result<Self> {
+    Ok(Relay {
+      inbox: Arc::default(),
+      outbox: Arc::new(Outbox::new(deliver)?),
+    })
+  }
+
+  /// Runs `work` on the worker (called on the JS thread); its answer reaches `deliver` under `id`.
+  pub fn start(&self, env: &Env, id: i32, work: impl Future<Output = Answer> + Send + 'static) {
+    let ticket = self.outbox.begin(env, id);
+    self
+      .inbox
+      .push(Box::pin(async move { ticket.send(work.await) }));
+  }
+}
+
+/// Answers ready for JS.
+struct Outbox {
+  queue: Arc<Queue>,
+  deliver: Deliver,
+}
+
+impl Outbox {
+  fn new(deliver: Function<'_, (), ()>) -> Result<Self> {
+    let queue = Arc::new(Queue {
+      done: Mutex::new(Vec::new()),
+      pending: AtomicU32::new(0),
+      raw: AtomicPtr::new(std::ptr::null_mut()),
+    });
+    let shared = queue.clone();
+    let deliver: Deliver = deliver
+      .build_threadsafe_function::<()>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build_callback(move |ctx: ThreadsafeCallContext<()>| {
+        let done = std::mem::take(&mut *lock(&shared.done));
+        let n = done.len() as u32;
+        if n > 0 && shared.pending.fetch_sub(n, Ordering::AcqRel) == n {
+          // Nothing left in flight: let the process exit once JS is done with these.
+          unsafe {
+            sys::napi_unref_threadsafe_function(ctx.env.raw(), shared.raw.load(Ordering::Acquire))
+          };
+        }
+        let mut slots = Vec::with_capacity(done.len() * 2);
+        for (id, answer) in done {
+          let (id, value) = match answer {
+            Answer::Text(Some(text)) => (id, Slot::Text(text)),
+            Answer::Text(None) | Answer::Done => (id, Slot::Null),
+            Answer::Found(found) => (id, Slot::Found(found)),
+            Answer::Failed(message) => (-id, Slot::Text(message)),
+          };
+          slots.push(Slot::Id(id));
+          slots.push(value);
+        }
+        Ok(slots)
+      })?;
+    queue.raw.store(deliver.raw(), Ordering::Release);
+    Ok(Outbox { queue, deliver })
+  }
+
+  /// Counts a call about to start (on the JS thread); its answer must come through `send`.
+  fn begin(self: &Arc<Self>, env: &Env, id: i32) -> Ticket {
+    if self.queue.pending.fetch_add(1, Ordering::AcqRel) == 0 {
+      unsafe { sys::napi_ref_threadsafe_function(env.raw(), self.deliver.raw()) };
+    }
+    Ticket {
+      id,
+      outbox: Some(self.clone()),
+    }
+  }
+
+  fn push(&self, id: i32, answer: Answer) {
+    let was_empty = {
+      let mut done = lock(&self.queue.done);
+      let was_empty = done.is_empty();
+      done.push((id, answer));
+      was_empty
+    };
+    // A non-empty queue already has a delivery on its way that will take this answer too.
+    if was_empty {
+      self
+        .deliver
+        .call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+  }
+}
+
+/// The promise to answer one call exactly once: dropped unanswered (a task cancelled when the
+/// runtime shuts down), it answers with a coded error so no caller waits forever.
+struct Ticket {
+  id: i32,
+  outbox: Option<Arc<Outbox>>,
+}
+
+impl Ticket {
+  fn send(mut self, answer: Answer) {
+    if let Some(outbox) = self.outbox.take() {
+      outbox.push(self.id, answer);
+    }
+  }
+}
+
+impl Drop for Ticket {
+  fn drop(&mut self) {
+    if let Some(outbox) = self.outbox.take() {
+      outbox.push(
+        self.id,
+        Answer::Failed(napi::Error::from(StoreError::dropped()).reason),
+      );
+    }
+  }
+}
