@@ -356,10 +356,10 @@ test('two app processes pruning and writing one table: no errors, no deadlocks, 
   assert.deepEqual(expiredLeft, [])
 })
 
-test('a process that used the store exits by itself (working, database down, close with calls in flight)', { timeout: 40000 }, async (t) => {
+test('a process that used the store exits by itself (working, database down, close with calls in flight), and waits for calls in flight', { timeout: 40000 }, async (t) => {
   const deadPort = await freePort()
   const deadUrl = `postgres://postgres:x@127.0.0.1:${deadPort}/postgres`
-  const modes = [['used', server.url], ['down', deadUrl], ['close', server.url]]
+  const modes = [['used', server.url], ['down', deadUrl], ['close', server.url], ['pending', server.url]]
   for (const [mode, url] of modes) {
     const run = await runFixture('exit-by-itself.js', [url, uniqueName('exit'), mode], { timeoutMs: 20000 })
     t.diagnostic(`mode ${mode}: exited with ${run.code} after ${run.ms} ms`)

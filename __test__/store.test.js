@@ -66,6 +66,37 @@ describe('store methods', () => {
     assert.equal(count, 1)
   })
 
+  test('a burst of concurrent calls: each caller gets its own answer (hits, misses, expired, repeated ids, callbacks and promises)', async () => {
+    // Calls made together travel together (one statement for many gets, touches or sets):
+    // this checks that every caller still receives exactly its own result.
+    const live = Array.from({ length: 40 }, (_, i) => `live-${i}`)
+    const expired = Array.from({ length: 10 }, (_, i) => `gone-${i}`)
+    await Promise.all([
+      ...live.map((sid, i) => store.set(sid, sessionData(HOUR, { owner: sid, i }))),
+      ...expired.map((sid) => store.set(sid, sessionData(-1000, { owner: sid }))),
+    ])
+    const asked = []
+    for (let round = 0; round < 3; round++) {
+      for (const sid of live) asked.push(sid)
+      for (const sid of expired) asked.push(sid)
+      for (let i = 0; i < 10; i++) asked.push(`missing-${round}-${i}`)
+    }
+    const answers = await Promise.all(asked.map((sid, i) => i % 2
+      ? store.get(sid)
+      : callback((cb) => store.get(sid, cb)).then(([err, value]) => { assert.equal(err, null); return value })))
+    asked.forEach((sid, i) => {
+      if (sid.startsWith('live-')) assert.equal(answers[i] && answers[i].owner, sid, `answer ${i} for ${sid}`)
+      else assert.equal(answers[i], null, `answer ${i} for ${sid}`)
+    })
+    // Touches in one burst: each moves its own row, and a touch of a missing id creates nothing.
+    const later = Date.now() + 7 * HOUR
+    await Promise.all([...live, 'missing-touch'].map((sid) => store.touch(sid, { cookie: { expires: new Date(later).toISOString() } })))
+    const rows = await withClient(async (c) => (await c.query(
+      `SELECT sid, extract(epoch FROM expire) * 1000 AS expire_ms FROM "${table}" WHERE sid = ANY($1)`, [[...live, 'missing-touch']])).rows)
+    assert.equal(rows.length, live.length)
+    for (const row of rows) assert.ok(Math.abs(Number(row.expire_ms) - later) < 1, `${row.sid}: ${row.expire_ms}`)
+  })
+
   test('expired sessions read as null by the JS clock', async () => {
     await store.set('old', sessionData(-1000))
     assert.equal(await store.get('old'), null)

@@ -620,9 +620,10 @@ impl Inner {
       let params: Params = &[&sids, &now];
       match self.primary.run(&st.get_many, params).await {
         Ok((rows, _)) => {
+          let found: HashMap<&str, &str> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
           for get in batch {
-            let row = rows.iter().find(|r| r.get::<_, &str>(0) == get.sid);
-            let _ = get.reply.send(Ok(row.map(|r| r.get(1))));
+            let text = found.get(get.sid.as_str()).map(|t| t.to_string());
+            let _ = get.reply.send(Ok(text));
           }
         }
         Err(e) if e.is_connection_fault() => {
