@@ -97,7 +97,7 @@ function markdown (s) {
   }
   if (s.tableSize) {
     const t = s.tableSize
-    row(`get p99 (µs, ${t.callers} callers): ${f0(t.live)} rows → ${f0(t.live + t.expired)} rows`, `${f0(t.small.p99)} → ${f0(t.large.p99)}`, '', f2(t.large.p99 / t.small.p99) + '×', 'flat')
+    row(`get p50 / p99 (µs, ${t.callers} callers): ${f0(t.live)} rows → ${f0(t.live + t.expired)} rows`, `${f0(t.small.p50)} / ${f0(t.small.p99)} → ${f0(t.large.p50)} / ${f0(t.large.p99)}`, '', `${f2(t.large.p50 / t.small.p50)}× / ${f2(t.large.p99 / t.small.p99)}×`, 'flat')
     row(`prune ${f0(t.deleted)} expired rows (batches of ${f0(t.batchSize)}): time, concurrent get p99 vs idle`, `${f1(t.pruneSeconds)} s, ${f0(t.during.p99)} µs`, '', `${f2(t.during.p99 / t.large.p99)}×`, `≤ 2× ${yes(t.during.p99 / t.large.p99 <= 2)}`)
   }
   if (s.pgbench) {

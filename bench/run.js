@@ -54,7 +54,7 @@ async function main () {
     if (wants('latency')) { log('Single-operation latency'); raw.latency = await runLatency({ url, rounds: plan.rounds, seconds: plan.latencySeconds, log }) }
     if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
-    if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, log }) }
+    if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
 
     const summary = summarize(raw)
     const table = markdown(summary)

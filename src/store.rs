@@ -21,7 +21,7 @@ const DEFAULT_MAX: u32 = 10;
 const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const DEFAULT_PRUNE_BATCH: u32 = 20_000;
 /// After each prune batch, rest this many times as long as the batch took.
-const PRUNE_REST_FACTOR: u32 = 4;
+const PRUNE_REST_FACTOR: u32 = 6;
 /// Batch statements of one kind in flight at once; more calls queue for the next batch.
 const MAX_BATCHES: usize = 2;
 /// Most calls one batch statement carries.
@@ -39,6 +39,28 @@ struct PendingGet {
   sid: String,
   now: f64,
   reply: oneshot::Sender<StoreResult<Option<String>>>,
+}
+
+/// A queued call, answerable with an error.
+trait Pending {
+  fn fail(self, err: &StoreError);
+}
+
+macro_rules! impl_pending {
+  ($($kind:ty),*) => {$(
+    impl Pending for $kind {
+      fn fail(self, err: &StoreError) {
+        // The caller may have gone (its task dropped): nobody to tell.
+        let _ = self.reply.send(Err(err.clone()));
+      }
+    }
+  )*};
+}
+impl_pending!(PendingGet, PendingTouch, PendingSet);
+
+/// Answers every call of a batch with `err`.
+fn fail_all(batch: Vec<impl Pending>, err: &StoreError) {
+  batch.into_iter().for_each(|p| p.fail(err));
 }
 
 /// A running batch task: drains one kind's queue.
@@ -607,9 +629,7 @@ impl Inner {
       let st = match self.statements().await {
         Ok(st) => st,
         Err(e) => {
-          batch
-            .into_iter()
-            .for_each(|g| drop(g.reply.send(Err(e.clone()))));
+          fail_all(batch, &e);
           continue;
         }
       };
@@ -627,9 +647,7 @@ impl Inner {
           }
         }
         Err(e) if e.is_connection_fault() => {
-          batch
-            .into_iter()
-            .for_each(|g| drop(g.reply.send(Err(e.clone()))));
+          fail_all(batch, &e);
         }
         // A failure one of the gets may own: one by one, so each caller gets its own answer.
         Err(_) => {
@@ -694,9 +712,7 @@ impl Inner {
       let st = match self.statements().await {
         Ok(st) => st,
         Err(e) => {
-          batch
-            .into_iter()
-            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          fail_all(batch, &e);
           continue;
         }
       };
@@ -716,9 +732,7 @@ impl Inner {
           }
         }
         Some(Err(e)) if e.is_connection_fault() => {
-          batch
-            .into_iter()
-            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          fail_all(batch, &e);
         }
         // Alone, or the batch failed for a reason one of its touches may own: one by one,
         // so each caller gets its own answer.
@@ -739,9 +753,7 @@ impl Inner {
       let st = match self.statements().await {
         Ok(st) => st,
         Err(e) => {
-          batch
-            .into_iter()
-            .for_each(|t| drop(t.reply.send(Err(e.clone()))));
+          fail_all(batch, &e);
           continue;
         }
       };
@@ -836,7 +848,7 @@ impl Inner {
       if (n as i64) < self.prune_batch || self.closed.load(Ordering::SeqCst) {
         return Ok(deleted);
       }
-      // Rest four times as long as the batch ran: pruning a large backlog takes at most a fifth
+      // Rest six times as long as the batch ran: pruning a large backlog takes at most a seventh
       // of the database's time, so live requests keep their latency. Fewer, larger batches kept
       // get p99 lower than many small ones (measured in bench/table-size.js).
       tokio::time::sleep(started.elapsed() * PRUNE_REST_FACTOR).await;
