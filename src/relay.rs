@@ -18,6 +18,12 @@ use napi::threadsafe_function::{
 
 use crate::error::StoreError;
 
+// napi's runtime is absent from `noop` builds (unit tests), which never start a call.
+#[cfg(not(feature = "noop"))]
+use napi::bindgen_prelude::spawn;
+#[cfg(feature = "noop")]
+use tokio::spawn;
+
 /// What a finished call answers.
 pub enum Answer {
   /// `get`: the stored JSON text, or none.

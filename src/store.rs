@@ -246,12 +246,11 @@ pub struct NativeStore {
 impl NativeStore {
   /// `deliver` receives the answers of the `start_*` calls on the JS thread, as a flat array
   /// `[id, value, …]`; a failed call's id is negated and its value is the coded message.
-  #[napi(constructor)]
-  pub fn new(
-    options: StoreOptions,
-    #[napi(ts_arg_type = "(answers: Array<number | string | boolean | null>) => void")]
-    deliver: Function<'_, (), ()>,
-  ) -> Result<Self> {
+  #[napi(
+    constructor,
+    ts_args_type = "options: StoreOptions, deliver: (answers: Array<number | string | boolean | null>) => void"
+  )]
+  pub fn new(options: StoreOptions, deliver: Function<'_, (), ()>) -> Result<Self> {
     Ok(NativeStore {
       inner: Arc::new(Inner::new(options)?),
       relay: Relay::new(deliver)?,
