@@ -237,12 +237,17 @@ test('a server that accepts but never answers: calls fail with ERR_PG_SESSION_TI
 
 /** Holds a row lock on `sid` in `table` until release() is called. */
 async function lockRow (table, sid) {
+  return holdLock(`SELECT 1 FROM "${table}" WHERE sid = $1 FOR UPDATE`, [sid])
+}
+
+/** Runs `statement` in a transaction left open until `release()`: its locks are held till then. */
+async function holdLock (statement, params = []) {
   const pg = require('pg')
   const client = new pg.Client({ connectionString: server.url })
   client.on('error', () => {}) // the server may be torn down under a failed test
   await client.connect()
   await client.query('BEGIN')
-  await client.query(`SELECT 1 FROM "${table}" WHERE sid = $1 FOR UPDATE`, [sid])
+  await client.query(statement, params)
   return {
     async release () {
       await client.query('ROLLBACK')
@@ -307,6 +312,33 @@ test('statement_timeout from the options is honoured (57014), and the store carr
     await lock.release()
   }
   assert.equal((await store.get('locked')).n, 1)
+})
+
+test('a table locked past statement_timeout: a burst of gets, touches and sets fails with 57014 in bounded time', { timeout: 40000 }, async (t) => {
+  // Calls made together share one statement; when that statement runs out of time, running its
+  // calls again one by one would make the last caller wait one timeout per call before it.
+  const TIMEOUT_MS = 300
+  const table = uniqueName('tlock')
+  const store = storeOn({ connectionString: server.url, statement_timeout: TIMEOUT_MS }, { tableName: table })
+  await Promise.all(Array.from({ length: 30 }, (_, i) => store.set(`s${i}`, sess(i))))
+  const lock = await holdLock(`LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`)
+  let results
+  try {
+    results = await Promise.all(Array.from({ length: 90 }, (_, i) => {
+      const sid = `s${i % 30}`
+      const call = i < 30 ? store.get(sid) : i < 60 ? store.touch(sid, sess(i)) : store.set(sid, sess(i))
+      return within(call, 20000)
+    }))
+  } finally {
+    await lock.release()
+  }
+  assert.equal(results.filter((r) => r.hung).length, 0, 'calls did not settle')
+  assert.deepEqual([...new Set(results.map((r) => r.err && r.err.code))], ['57014'])
+  const slowest = Math.max(...results.map((r) => r.ms))
+  t.diagnostic(`90 calls against a locked table: slowest failed after ${slowest} ms (statement_timeout ${TIMEOUT_MS} ms)`)
+  // A few statements' worth of waiting (batches of a kind run two at a time), not one per call.
+  assert.ok(slowest < 4 * TIMEOUT_MS + SLACK_MS, `the slowest call failed after ${slowest} ms`)
+  assert.equal((await store.get('s3')).n, 3)
 })
 
 test('one slow query does not stall unrelated calls on other connections', { timeout: 40000 }, async () => {

@@ -47,6 +47,14 @@ impl StoreError {
     }
   }
 
+  /// Errors every call of a batch shares: the connection failed, or the statement ran out of
+  /// time (statement_timeout, lock_timeout, a cancel), which the calls one by one would only
+  /// meet again, one timeout each.
+  pub fn fails_whole_batch(&self) -> bool {
+    self.is_connection_fault()
+      || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate == "57014" || sqlstate == "55P03")
+  }
+
   /// Errors after which a retry on a fresh connection may succeed.
   pub fn is_connection_fault(&self) -> bool {
     matches!(
@@ -198,6 +206,12 @@ mod tests {
   #[test]
   fn connection_faults_are_retryable() {
     assert!(StoreError::ConnectionLost("x".into()).is_connection_fault());
+    let db = |sqlstate: &str| StoreError::Db {
+      sqlstate: sqlstate.into(),
+      message: String::new(),
+    };
+    assert!(db("57014").fails_whole_batch() && db("55P03").fails_whole_batch());
+    assert!(db("08006").fails_whole_batch() && !db("54000").fails_whole_batch());
     assert!(StoreError::Db {
       sqlstate: "57P01".into(),
       message: "x".into()

@@ -645,7 +645,7 @@ impl Inner {
             let _ = get.reply.send(Ok(text));
           }
         }
-        Err(e) if e.is_connection_fault() => {
+        Err(e) if e.fails_whole_batch() => {
           fail_all(batch, &e);
         }
         // A failure one of the gets may own: one by one, so each caller gets its own answer.
@@ -730,7 +730,7 @@ impl Inner {
             let _ = touch.reply.send(Ok(found));
           }
         }
-        Some(Err(e)) if e.is_connection_fault() => {
+        Some(Err(e)) if e.fails_whole_batch() => {
           fail_all(batch, &e);
         }
         // Alone, or the batch failed for a reason one of its touches may own: one by one,
@@ -785,7 +785,7 @@ impl Inner {
             let _ = set.reply.send(Ok(()));
           }
         }
-        Some(Err(e)) if e.is_connection_fault() => {
+        Some(Err(e)) if e.fails_whole_batch() => {
           for set in batch {
             outcomes.insert(set.sid, Err(e.clone()));
             let _ = set.reply.send(Err(e.clone()));
