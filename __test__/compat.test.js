@@ -45,6 +45,29 @@ describe('column types', () => {
   }
 })
 
+describe('sid column collation', () => {
+  test('a case-insensitive (nondeterministic) sid column: concurrent gets find what a lone get finds', async () => {
+    // Gets made together share one `= ANY` statement and are matched to the rows by their ids;
+    // under a nondeterministic collation the row's id may differ from the id asked, so the store
+    // sends such gets one by one.
+    const table = uniqueName('collate')
+    const collation = uniqueName('ci')
+    await withClient((c) => c.query(`CREATE COLLATION "${collation}" (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE "${table}" (sid varchar COLLATE "${collation}" PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)`))
+    const store = new PGStore({ conString: DATABASE_URL, tableName: table, pruneSessionInterval: false })
+    try {
+      await store.set('MiXeD', sessionData(HOUR, { who: 'mixed' }))
+      assert.equal((await store.get('mixed')).who, 'mixed')
+      const asked = Array.from({ length: 30 }, (_, i) => ['mixed', 'MIXED', 'MiXeD', 'other'][i % 4])
+      const answers = await Promise.all(asked.map((sid) => store.get(sid)))
+      asked.forEach((sid, i) => assert.equal(answers[i] ? answers[i].who : null, sid === 'other' ? null : 'mixed', `answer ${i} for ${sid}`))
+    } finally {
+      await store.close()
+      await withClient((c) => c.query(`DROP TABLE "${table}"; DROP COLLATION "${collation}"`))
+    }
+  })
+})
+
 describe('connect-pg-simple compatibility', () => {
   /** A table made from connect-pg-simple's own table.sql, under a new name. */
   async function connectPgSimpleTable () {

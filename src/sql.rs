@@ -84,13 +84,17 @@ impl QuotedTable {
     &self.spec
   }
 
-  /// One catalog query: does the table exist, and what type has each column.
+  /// One catalog query: does the table exist, what type has each column, and does its collation
+  /// compare by bytes. `collisdeterministic` is read through `to_jsonb` because servers before
+  /// PostgreSQL 12 lack the column (every collation there is deterministic).
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
-      "SELECT r.oid IS NOT NULL, a.attname::text, t.typname::text \
+      "SELECT r.oid IS NOT NULL, a.attname::text, t.typname::text, \
+       coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true) \
        FROM (SELECT to_regclass($1::text) AS oid) r \
        LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped \
-       LEFT JOIN pg_type t ON t.oid = a.atttypid"
+       LEFT JOIN pg_type t ON t.oid = a.atttypid \
+       LEFT JOIN pg_collation c ON c.oid = a.attcollation"
         .to_string(),
       &[Type::TEXT],
     )
@@ -199,6 +203,9 @@ impl Stmt {
 /// Every statement the store runs, built once per store after the column types are known.
 #[derive(Debug, Clone)]
 pub struct Statements {
+  /// False when the sid column's collation is nondeterministic (say, case-insensitive): a
+  /// batched get could not match the rows it reads back to the ids it was asked for.
+  pub batch_gets: bool,
   pub get: Stmt,
   /// Several gets in one statement: the live rows among the sids, with their sid.
   pub get_many: Stmt,
@@ -220,6 +227,7 @@ impl Statements {
     let (table, sid, sess, exp) = (&t.qualified, &t.session_id, &t.session_data, &t.expire);
     let live = format!("{exp} >= {}", expire.at("$1::float8"));
     Statements {
+      batch_gets: true,
       get: Stmt::new(
         format!(
           "SELECT {sess}::text FROM {table} WHERE {sid} = $1::text AND {exp} >= {}",

@@ -535,7 +535,8 @@ impl Inner {
         self.table.qualified
       )));
     };
-    let type_of = |name: &str| columns.get(name).map(String::as_str);
+    let type_of = |name: &str| columns.get(name).map(|(t, _)| t.as_str());
+    let sid_deterministic = columns.get(&spec.session_id).is_none_or(|(_, d)| *d);
     let sid_type = type_of(&spec.session_id);
     let data_type = type_of(&spec.session_data);
     let expire_type = type_of(&spec.expire);
@@ -563,11 +564,14 @@ impl Inner {
         expire_type.unwrap_or_default()
       ))
     })?;
-    Ok(Statements::new(&self.table, data, expire))
+    let mut statements = Statements::new(&self.table, data, expire);
+    statements.batch_gets = sid_deterministic;
+    Ok(statements)
   }
 
-  /// None when the table does not exist; else column name → type name.
-  async fn column_types(&self) -> StoreResult<Option<HashMap<String, String>>> {
+  /// None when the table does not exist; else column name → type name and whether its
+  /// collation is deterministic.
+  async fn column_types(&self) -> StoreResult<Option<HashMap<String, (String, bool)>>> {
     let (rows, _) = self
       .primary
       .run(&self.table.catalog_query(), &[&self.table.qualified])
@@ -581,7 +585,7 @@ impl Inner {
         .filter_map(|r| {
           Some((
             r.get::<_, Option<String>>(1)?,
-            r.get::<_, Option<String>>(2)?,
+            (r.get::<_, Option<String>>(2)?, r.get::<_, bool>(3)),
           ))
         })
         .collect(),
@@ -589,9 +593,10 @@ impl Inner {
   }
 
   /// Queues a get; a batch task sends the queued ones as one `get_many` statement. With
-  /// replicas, each get goes alone, so a miss on the replica can be asked of the primary.
+  /// replicas, each get goes alone, so a miss on the replica can be asked of the primary; and
+  /// alone too when the sid column's collation is nondeterministic (see `batch_gets`).
   async fn get(self: &Arc<Self>, sid: String, now: f64) -> StoreResult<Option<String>> {
-    if !self.replicas.is_empty() {
+    if !self.replicas.is_empty() || !self.statements().await?.batch_gets {
       return self.get_one(&sid, now).await;
     }
     let pending = |reply| PendingGet { sid, now, reply };
