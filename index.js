@@ -390,13 +390,24 @@ module.exports = function expressPgSession (session) {
       this.#schedulePrune()
       try {
         const value = await work()
-        if (!this.#connected) this.#markConnected()
+        this.#observe(null)
         return value
       } catch (err) {
         const coded = fromNative(err)
-        // @ts-ignore
-        if (CONNECTION_CODES.has(coded.code)) this.#markDisconnected(coded)
+        this.#observe(coded)
         throw coded
+      }
+    }
+
+    /**
+     * What a call's outcome says of the database's reachability (for `connectionEvents`).
+     * @param {any} err
+     */
+    #observe (err) {
+      if (!err) {
+        if (!this.#connected) this.#markConnected()
+      } else if (CONNECTION_CODES.has(err.code)) {
+        this.#markDisconnected(err)
       }
     }
 
@@ -473,12 +484,11 @@ module.exports = function expressPgSession (session) {
       const { reply, promise } = replier(cb)
       const finish = (/** @type {Error | null} */ err, /** @type {any} */ value) => {
         if (err) {
-          // @ts-ignore
-          if (CONNECTION_CODES.has(err.code)) this.#markDisconnected(err)
+          this.#observe(err)
           return reply(err)
         }
         try {
-          if (!this.#connected) this.#markConnected()
+          this.#observe(null)
           then(value, reply)
         } catch (thrown) {
           reply(/** @type {Error} */ (thrown))

@@ -101,6 +101,14 @@ fn lock<T>(queue: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
     .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Queues `item`; true when the queue was empty, so the caller must wake its consumer (a
+/// non-empty queue already has a wake-up on its way that will take this item too).
+fn push_first<T>(queue: &Mutex<Vec<T>>, item: T) -> bool {
+  let mut items = lock(queue);
+  items.push(item);
+  items.len() == 1
+}
+
 /// A call's work, answer included, waiting for the worker.
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -113,12 +121,7 @@ struct Inbox {
 
 impl Inbox {
   fn push(self: &Arc<Self>, job: Job) {
-    let was_empty = {
-      let mut jobs = lock(&self.jobs);
-      jobs.push(job);
-      jobs.len() == 1
-    };
-    if was_empty {
+    if push_first(&self.jobs, job) {
       let inbox = self.clone();
       spawn(async move {
         let jobs = std::mem::take(&mut *lock(&inbox.jobs));
@@ -211,14 +214,7 @@ impl Outbox {
   }
 
   fn push(&self, id: i32, answer: Answer) {
-    let was_empty = {
-      let mut done = lock(&self.queue.done);
-      let was_empty = done.is_empty();
-      done.push((id, answer));
-      was_empty
-    };
-    // A non-empty queue already has a delivery on its way that will take this answer too.
-    if was_empty {
+    if push_first(&self.queue.done, (id, answer)) {
       self
         .deliver
         .call((), ThreadsafeFunctionCallMode::NonBlocking);

@@ -1,6 +1,6 @@
 //! The `#[napi]` session store: its options, its async methods and its life cycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -596,8 +596,9 @@ impl Inner {
   /// replicas, each get goes alone, so a miss on the replica can be asked of the primary; and
   /// alone too when the sid column's collation is nondeterministic (see `batch_gets`).
   async fn get(self: &Arc<Self>, sid: String, now: f64) -> StoreResult<Option<String>> {
-    if !self.replicas.is_empty() || !self.statements().await?.batch_gets {
-      return self.get_one(&sid, now).await;
+    let st = self.statements().await?;
+    if !self.replicas.is_empty() || !st.batch_gets {
+      return self.get_one(st, &sid, now).await;
     }
     let pending = |reply| PendingGet { sid, now, reply };
     self
@@ -605,8 +606,7 @@ impl Inner {
       .await
   }
 
-  async fn get_one(&self, sid: &str, now: f64) -> StoreResult<Option<String>> {
-    let st = self.statements().await?;
+  async fn get_one(&self, st: &Statements, sid: &str, now: f64) -> StoreResult<Option<String>> {
     let params: Params = &[&sid, &now];
     if let Some(replica) = self.replica() {
       match replica.run(&st.get, params).await {
@@ -621,22 +621,27 @@ impl Inner {
     Ok(rows.first().map(|r| r.get(0)))
   }
 
+  /// The next batch of `batches` with the statements to send it; a batch whose statements
+  /// cannot be had is answered with that error here.
+  async fn next_batch<T: Pending>(&self, batches: &Batches<T>) -> Option<(&Statements, Vec<T>)> {
+    loop {
+      let batch = batches.next()?;
+      match self.statements().await {
+        Ok(st) => return Some((st, batch)),
+        Err(e) => fail_all(batch, &e),
+      }
+    }
+  }
+
   async fn send_gets(self: Arc<Self>) {
     // One turn of the scheduler lets the gets that arrived together join this batch.
     tokio::task::yield_now().await;
-    while let Some(batch) = self.gets.next() {
+    while let Some((st, batch)) = self.next_batch(&self.gets).await {
       if batch.len() == 1 {
         let get = batch.into_iter().next().expect("a batch of one");
-        let _ = get.reply.send(self.get_one(&get.sid, get.now).await);
+        let _ = get.reply.send(self.get_one(st, &get.sid, get.now).await);
         continue;
       }
-      let st = match self.statements().await {
-        Ok(st) => st,
-        Err(e) => {
-          fail_all(batch, &e);
-          continue;
-        }
-      };
       let sids: Vec<&str> = batch.iter().map(|g| g.sid.as_str()).collect();
       // The earliest caller's clock: a session live when any of these calls was made is
       // returned (calls in one batch were made within a few milliseconds of each other).
@@ -656,7 +661,7 @@ impl Inner {
         // A failure one of the gets may own: one by one, so each caller gets its own answer.
         Err(_) => {
           for get in batch {
-            let _ = get.reply.send(self.get_one(&get.sid, get.now).await);
+            let _ = get.reply.send(self.get_one(st, &get.sid, get.now).await);
           }
         }
       }
@@ -712,14 +717,7 @@ impl Inner {
   async fn send_touches(self: Arc<Self>) {
     // One turn of the scheduler lets the touches that arrived together join this batch.
     tokio::task::yield_now().await;
-    while let Some(batch) = self.touches.next() {
-      let st = match self.statements().await {
-        Ok(st) => st,
-        Err(e) => {
-          fail_all(batch, &e);
-          continue;
-        }
-      };
+    while let Some((st, batch)) = self.next_batch(&self.touches).await {
       let result = if batch.len() > 1 {
         let sids: Vec<&str> = batch.iter().map(|t| t.sid.as_str()).collect();
         let expire_ats: Vec<f64> = batch.iter().map(|t| t.expire_at).collect();
@@ -730,8 +728,9 @@ impl Inner {
       };
       match result {
         Some(Ok((rows, _))) => {
+          let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
           for touch in batch {
-            let found = rows.iter().any(|r| r.get::<_, &str>(0) == touch.sid);
+            let found = touched.contains(touch.sid.as_str());
             let _ = touch.reply.send(Ok(found));
           }
         }
@@ -753,14 +752,7 @@ impl Inner {
 
   async fn send_sets(self: Arc<Self>) {
     tokio::task::yield_now().await;
-    while let Some(mut batch) = self.sets.next() {
-      let st = match self.statements().await {
-        Ok(st) => st,
-        Err(e) => {
-          fail_all(batch, &e);
-          continue;
-        }
-      };
+    while let Some((st, mut batch)) = self.next_batch(&self.sets).await {
       // One upsert cannot change a row twice: of two writes to one session the later wins,
       // as if they had run one after the other; both are acknowledged.
       let mut superseded = Vec::new();
