@@ -22,23 +22,29 @@ export declare class NativeStore {
   startSet(id: number, sid: string, sessionJson: string, expireAtMs: number): void
   /** Starts moving a session's expiry: `deliver` receives true when the session exists. */
   startTouch(id: number, sid: string, expireAtMs: number): void
-  /** Deletes a session; deleting a missing one is not an error. */
-  destroy(sid: string): Promise<void>
+  /** Starts deleting a session (a missing one is not an error): `deliver` receives null. */
+  startDestroy(id: number, sid: string): void
+  /** Starts deleting every session, after every call made before it: `deliver` receives null. */
+  startClear(id: number): void
   /** Every live session with its id. */
   all(nowMs: number): Promise<Array<SessionRow>>
   /** The ids of every live session. */
   ids(nowMs: number): Promise<Array<string>>
   /** How many live sessions there are. */
   length(nowMs: number): Promise<number>
-  /** Deletes every session, live or not. */
-  clear(): Promise<void>
   /** Deletes expired sessions in batches; resolves the number deleted. */
   prune(nowMs: number): Promise<number>
+  /**
+   * Resolves once the primary answers and the table is usable (created when asked to);
+   * rejects with the coded error that calls would meet.
+   */
+  ready(): Promise<void>
   /** One round trip to the primary: resolves once the database answers. */
   ping(): Promise<void>
   /**
-   * Refuses new calls, lets calls in flight finish (up to the connection timeout),
-   * then closes every connection. Calling it again does nothing.
+   * Refuses new calls, lets calls in flight finish (up to connectionTimeoutMillis), answers
+   * every call still pending with ERR_PG_SESSION_CLOSED, then closes every connection.
+   * Calling it again does nothing.
    */
   close(): Promise<void>
   /** Pool sizes and call counters. */
@@ -106,6 +112,8 @@ export interface StoreOptions {
   max?: number
   /** Longest wait to connect or for a free connection, in ms; default 5000. */
   connectionTimeoutMillis?: number
+  /** Longest wait for a statement's answer, in ms, after which its connection is closed; default 10000. */
+  queryTimeout?: number
   /** Close connections idle this long, in ms; 0 keeps them. Default 10000. */
   idleTimeoutMillis?: number
   /** Rows deleted per statement while pruning; default 20000. */

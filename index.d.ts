@@ -1,6 +1,7 @@
 // Public typings of express-pg-session (hand-written; `binding.d.ts` types the native half).
 
 import type { EventEmitter } from 'node:events'
+import type { SessionData } from 'express-session'
 import type { StoreStats } from './binding'
 
 declare namespace expressPgSession {
@@ -36,6 +37,8 @@ declare namespace expressPgSession {
     application_name?: string
     /** Milliseconds before PostgreSQL cancels a statement. */
     statement_timeout?: number
+    /** Milliseconds a statement may go unanswered before the call fails and its connection is closed. Default 10000. */
+    query_timeout?: number
     ssl?: SslOption
     /** Connections this store opens (per server). Default 10. */
     max?: number
@@ -94,22 +97,28 @@ declare namespace expressPgSession {
     errorLog?: (...args: any[]) => void
     /** How sessions become text and back. Default JSON. */
     serializer?: { stringify: (sess: any) => string, parse: (text: string) => any }
+    /** Milliseconds a statement may go unanswered before the call fails and its connection is closed (pg's `query_timeout`). Default 10000. */
+    queryTimeout?: number
   }
 
   type Callback<T> = (err: Error | null, value?: T) => void
 
-  /** The store class; errors carry a stable `code` (see the README). */
+  /**
+   * The store class; errors carry a stable `code` (see the README). Sessions are express-session's
+   * `SessionData`, so fields you declare on it (declaration merging) are typed here too.
+   */
   interface PGStore extends EventEmitter {
-    get (sid: string, cb: Callback<any>): void
-    get (sid: string): Promise<any>
-    set (sid: string, sess: any, cb: (err?: Error | null) => void): void
-    set (sid: string, sess: any): Promise<void>
-    touch (sid: string, sess: any, cb: (err?: Error | null) => void): void
-    touch (sid: string, sess: any): Promise<void>
+    /** The live session, or null when there is none (missing, expired or unreadable). */
+    get (sid: string, cb: Callback<SessionData | null>): void
+    get (sid: string): Promise<SessionData | null>
+    set (sid: string, sess: SessionData, cb: (err?: Error | null) => void): void
+    set (sid: string, sess: SessionData): Promise<void>
+    touch (sid: string, sess: SessionData, cb: (err?: Error | null) => void): void
+    touch (sid: string, sess: SessionData): Promise<void>
     destroy (sid: string, cb: (err?: Error | null) => void): void
     destroy (sid: string): Promise<void>
-    all (cb: Callback<any[]>): void
-    all (): Promise<any[]>
+    all (cb: Callback<SessionData[]>): void
+    all (): Promise<SessionData[]>
     ids (cb: Callback<string[]>): void
     ids (): Promise<string[]>
     length (cb: Callback<number>): void
@@ -122,6 +131,10 @@ declare namespace expressPgSession {
     /** Stops the timers and closes the store's own connections. */
     close (cb: (err?: Error | null) => void): void
     close (): Promise<void>
+    /** Resolves once the database answers and the table is usable (created first with `createTableIfMissing`); rejects with the coded error calls would meet. */
+    ready (cb: (err?: Error | null) => void): void
+    ready (): Promise<void>
+    /** Pool sizes of the primary and each replica, completed calls by method, failures by code. */
     stats (): StoreStats
     readonly closed: boolean
     // express-session's Store helpers.
@@ -149,12 +162,17 @@ declare namespace expressPgSession {
     | 'ERR_PG_SESSION_NO_BINARY'
 
   type StoreStatsResult = StoreStats
+
+  /** What the factory takes: express-session, or Express 3's `express` / Connect (which hold it at `.session`). */
+  type SessionModule =
+    | { Store: abstract new (...args: any[]) => any }
+    | { session: { Store: abstract new (...args: any[]) => any } }
 }
 
 /**
  * `require('express-pg-session')(session)`: pass express-session (or Express 3's `express`,
  * or Connect) and get the store class.
  */
-declare function expressPgSession (session: any): expressPgSession.PGStoreConstructor
+declare function expressPgSession (session: expressPgSession.SessionModule): expressPgSession.PGStoreConstructor
 
 export = expressPgSession

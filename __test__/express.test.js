@@ -116,7 +116,7 @@ describe('express-session end to end', () => {
   test('a database error reaches express as a coded error, and the app keeps serving', async () => {
     const { server, store } = app()
     const errors = []
-    server.use((err, req, res, next) => { errors.push(err); res.status(503).json({ code: err.code }) })
+    server.use((err, req, res, _next) => { errors.push(err); res.status(503).json({ code: err.code }) })
     const cookie = (await request(server).get('/count')).headers['set-cookie'][0]
     await store.close()
     // Loading the session fails before the route runs: express-session hands the error to next().

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const { startServer, freePort } = require('./pg-server')
 const { PGStore, uniqueName, withClient } = require('./helpers')
-const { sleep, outcome, within, runFixture } = require('./fault-kit')
+const { sleep, outcome, within, runFixture, holdLock, waitForLockWaiters } = require('./fault-kit')
 
 // What a call may fail with while the database is away.
 const OUTAGE_CODES = new Set([
@@ -237,51 +237,25 @@ test('a server that accepts but never answers: calls fail with ERR_PG_SESSION_TI
 
 /** Holds a row lock on `sid` in `table` until release() is called. */
 async function lockRow (table, sid) {
-  return holdLock(`SELECT 1 FROM "${table}" WHERE sid = $1 FOR UPDATE`, [sid])
+  return holdLock(server.url, `SELECT 1 FROM "${table}" WHERE sid = $1 FOR UPDATE`, [sid])
 }
 
-/** Runs `statement` in a transaction left open until `release()`: its locks are held till then. */
-async function holdLock (statement, params = []) {
-  const pg = require('pg')
-  const client = new pg.Client({ connectionString: server.url })
-  client.on('error', () => {}) // the server may be torn down under a failed test
-  await client.connect()
-  await client.query('BEGIN')
-  await client.query(statement, params)
-  return {
-    async release () {
-      await client.query('ROLLBACK')
-      await client.end()
-    },
-  }
-}
 
-/** Waits until `n` of the app's backends wait on a lock. */
-async function waitForLockWaiters (app, n) {
-  for (let i = 0; i < 200; i++) {
-    const waiting = await withClient(async (client) => {
-      const { rows } = await client.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [app])
-      return rows[0].n
-    }, server.url)
-    if (waiting >= n) return
-    await sleep(25)
-  }
-  throw new Error(`${n} calls never blocked on the lock`)
-}
 
 test('pool exhaustion: a call waits at most connectionTimeoutMillis for a connection, then fails coded', { timeout: 40000 }, async () => {
   const TIMEOUT = 1000
   const app = uniqueName('exhaust')
   const table = uniqueName('exhaust')
   const store = storeOn({ connectionString: server.url, application_name: app, max: 2, connectionTimeoutMillis: TIMEOUT }, { tableName: table })
-  await store.set('locked', sess(1))
+  await store.set('a', sess(1))
   await store.set('free', sess(2))
-  const lock = await lockRow(table, 'locked')
+  // A SHARE lock on the table blocks every write (and lets reads through): a set and a touch
+  // go in two statements, each holding one of the two connections while it waits.
+  const lock = await holdLock(server.url, `LOCK TABLE "${table}" IN SHARE MODE`)
   let blocked
   try {
-    blocked = [outcome(store.set('locked', sess(3))), outcome(store.destroy('locked'))]
-    await waitForLockWaiters(app, 2)
+    blocked = [outcome(store.set('b', sess(3))), outcome(store.touch('a', sess(4)))]
+    await waitForLockWaiters(server.url, app, 2)
     const starved = await within(store.get('free'), TIMEOUT + SLACK_MS)
     assert.ok(!starved.hung, `a call on an exhausted pool was still waiting after ${TIMEOUT + SLACK_MS} ms`)
     assert.ok(starved.err, 'a call got a connection from an exhausted pool')
@@ -292,6 +266,7 @@ test('pool exhaustion: a call waits at most connectionTimeoutMillis for a connec
   }
   for (const r of await Promise.all(blocked)) assert.equal(r.err, null, r.err && r.err.message)
   assert.equal((await store.get('free')).n, 2)
+  assert.equal((await store.get('b')).n, 3)
 })
 
 test('statement_timeout from the options is honoured (57014), and the store carries on', { timeout: 40000 }, async () => {
@@ -321,7 +296,7 @@ test('a table locked past statement_timeout: a burst of gets, touches and sets f
   const table = uniqueName('tlock')
   const store = storeOn({ connectionString: server.url, statement_timeout: TIMEOUT_MS }, { tableName: table })
   await Promise.all(Array.from({ length: 30 }, (_, i) => store.set(`s${i}`, sess(i))))
-  const lock = await holdLock(`LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`)
+  const lock = await holdLock(server.url, `LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`)
   let results
   try {
     results = await Promise.all(Array.from({ length: 90 }, (_, i) => {
@@ -351,7 +326,7 @@ test('one slow query does not stall unrelated calls on other connections', { tim
   let slow
   try {
     slow = outcome(store.set('locked', sess(2))).then((r) => { slowSettled = true; return r })
-    await waitForLockWaiters(app, 1)
+    await waitForLockWaiters(server.url, app, 1)
     const others = await Promise.all(Array.from({ length: 60 }, (_, i) =>
       within(i % 2 ? store.set(`other-${i}`, sess(i)) : store.get(`other-${i - 1}`), 5000)))
     assert.equal(others.filter((r) => r.hung).length, 0, 'calls on other sessions waited behind the slow one')

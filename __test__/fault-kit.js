@@ -76,11 +76,45 @@ function makeCertificates (server, clientUser) {
   }
 }
 
-/** Where Debian puts pgbouncer; a missing binary is a failure, never a skip. */
-function pgbouncerBinary () {
-  for (const candidate of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer']) {
-    if (fs.existsSync(candidate)) return candidate
+/** Where Debian puts pgbouncer, or undefined. */
+function findPgbouncer () {
+  return ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((p) => fs.existsSync(p))
+}
+
+/** @param {string} command @returns {boolean} whether `command` runs */
+function runs (command) {
+  try {
+    execFileSync(command, ['version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
   }
+}
+
+const OPTIONAL_TOOLS = {
+  pgbouncer: { found: () => findPgbouncer() !== undefined, install: 'apt-get install -y pgbouncer' },
+  openssl: { found: () => runs('openssl'), install: 'apt-get install -y openssl' },
+}
+
+/**
+ * For tests that need an optional system tool: false when it is there (run them); a skip reason
+ * when it is missing on a developer's machine. Under CI (`CI` set) a missing tool is an error:
+ * `.ci/run` installs it, so those tests must run there.
+ * @param {keyof typeof OPTIONAL_TOOLS} tool
+ * @returns {false | string}
+ */
+function skipWithout (tool) {
+  const { found, install } = OPTIONAL_TOOLS[tool]
+  if (found()) return false
+  const why = `${tool} is not installed (${install}; .ci/run installs it)`
+  if (process.env.CI) throw new Error(`${why}: under CI these tests must run`)
+  return `${why}: skipped`
+}
+
+/** Where Debian puts pgbouncer; a missing binary is an error here (see `skipWithout`). */
+function pgbouncerBinary () {
+  const found = findPgbouncer()
+  if (found) return found
   throw new Error('pgbouncer is not installed: `apt-get install -y pgbouncer` (.ci/run does it) before running this test')
 }
 
@@ -163,6 +197,51 @@ async function startPgBouncer (server, settings = {}) {
 }
 
 /**
+ * Runs `statement` in a transaction left open until `release()` (which may be called more than
+ * once): its locks are held till then.
+ * @param {string} url
+ * @param {string} statement
+ * @param {unknown[]} [params]
+ */
+async function holdLock (url, statement, params = []) {
+  const pg = require('pg')
+  const client = new pg.Client({ connectionString: url })
+  client.on('error', () => {}) // the server may be torn down under a failed test
+  await client.connect()
+  await client.query('BEGIN')
+  await client.query(statement, params)
+  /** @type {Promise<void> | undefined} */
+  let released
+  return {
+    release () {
+      if (!released) released = client.query('ROLLBACK').then(() => client.end(), () => client.end())
+      return released
+    },
+  }
+}
+
+/**
+ * Waits until `n` backends of application `app` wait on a lock.
+ * @param {string} url @param {string} app @param {number} n
+ */
+async function waitForLockWaiters (url, app, n) {
+  const pg = require('pg')
+  for (let i = 0; i < 200; i++) {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      const { rows } = await client.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [app])
+      if (rows[0].n >= n) return
+    } finally {
+      await client.end()
+    }
+    await sleep(25)
+  }
+  throw new Error(`${n} calls never blocked on the lock`)
+}
+
+/**
  * Runs `node __test__/fixtures/<script> ...args`; kills it after `timeoutMs`.
  * @param {string} script
  * @param {string[]} args
@@ -221,6 +300,9 @@ async function within (promise, ms) {
 }
 
 module.exports = {
+  skipWithout,
+  holdLock,
+  waitForLockWaiters,
   within,
   sleep,
   serverOwnedDir,

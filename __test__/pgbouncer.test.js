@@ -8,7 +8,10 @@ const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const { startServer } = require('./pg-server')
 const { PGStore, uniqueName, withClient } = require('./helpers')
-const { outcome, startPgBouncer } = require('./fault-kit')
+const { outcome, startPgBouncer, skipWithout } = require('./fault-kit')
+
+// Without pgbouncer on a developer's machine these tests skip, saying why; under CI they must run.
+const skip = skipWithout('pgbouncer')
 
 /** @type {Awaited<ReturnType<typeof startServer>>} */
 let server
@@ -17,6 +20,7 @@ let bouncer
 const stores = []
 
 before(async () => {
+  if (skip) return
   server = await startServer()
   bouncer = await startPgBouncer(server, {
     // Drop every prepared statement when a server connection goes back to the pool: what
@@ -29,7 +33,7 @@ before(async () => {
 after(async () => {
   await Promise.allSettled(stores.map((s) => s.close()))
   if (bouncer) await bouncer.stop()
-  await server.destroy()
+  if (server) await server.destroy()
 })
 
 /** @param {Record<string, any>} options */
@@ -41,7 +45,7 @@ function storeOn (options) {
 
 const sess = (/** @type {number} */ n, expires = Date.now() + 3600000) => ({ cookie: { expires: new Date(expires).toISOString() }, n })
 
-test('preparedStatements: false works through PgBouncer in transaction mode, under concurrency', { timeout: 40000 }, async (t) => {
+test('preparedStatements: false works through PgBouncer in transaction mode, under concurrency', { skip, timeout: 40000 }, async (t) => {
   const table = uniqueName('bouncer')
   // 10 client connections share PgBouncer's 2 server connections.
   const store = storeOn({ conObject: { connectionString: bouncer.url, max: 10 }, tableName: table, preparedStatements: false })
@@ -70,7 +74,7 @@ test('preparedStatements: false works through PgBouncer in transaction mode, und
     `(transaction pooling, default_pool_size 2): 0 errors`)
 })
 
-test('with prepared statements on, the error names the preparedStatements option', { timeout: 40000 }, async () => {
+test('with prepared statements on, the error names the preparedStatements option', { skip, timeout: 40000 }, async () => {
   const store = storeOn({ conString: bouncer.url })
   // The first call reads the catalog with a prepared statement; it or a later call must fail.
   const results = []
@@ -83,7 +87,7 @@ test('with prepared statements on, the error names the preparedStatements option
   }
 })
 
-test('statement_timeout needs PgBouncer to accept the `options` startup parameter; the error says so', { timeout: 40000 }, async () => {
+test('statement_timeout needs PgBouncer to accept the `options` startup parameter; the error says so', { skip, timeout: 40000 }, async () => {
   const store = storeOn({ conObject: { connectionString: bouncer.url, statement_timeout: 1000 }, preparedStatements: false })
   const r = await outcome(store.set('a', sess(1)))
   assert.ok(r.err, 'PgBouncer 1.18 refuses `options`; this call was expected to fail')
@@ -92,7 +96,7 @@ test('statement_timeout needs PgBouncer to accept the `options` startup paramete
   assert.match(r.err.message, /ignore_startup_parameters/)
 })
 
-test('statement_timeout through a PgBouncer that ignores `options` connects (the timeout is then not applied)', { timeout: 40000 }, async () => {
+test('statement_timeout through a PgBouncer that ignores `options` connects (the timeout is then not applied)', { skip, timeout: 40000 }, async () => {
   const lenient = await startPgBouncer(server, { ignore_startup_parameters: 'options' })
   const store = new PGStore({
     conObject: { connectionString: lenient.url, statement_timeout: 1000 },

@@ -80,19 +80,27 @@ function makeStore (kind, { url, table, max = 10 }) {
 
 const LABELS = { ours: 'express-pg-session', cps: 'connect-pg-simple', memory: 'MemoryStore' }
 
-/** Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last. */
-function runChild (file, input) {
+/**
+ * Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last.
+ * With `timeoutMs`, a child still running then is killed and the promise rejects, so a
+ * contender that hangs costs that long and is reported, instead of stalling the whole run.
+ */
+function runChild (file, input, { timeoutMs = 0 } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, file), JSON.stringify(input)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     let out = ''
+    let timedOut = false
+    const timer = timeoutMs ? setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs) : null
     child.stdout.on('data', (d) => { out += d })
     child.on('error', reject)
     child.on('exit', (code) => {
+      clearTimeout(timer)
+      if (timedOut) return reject(new Error(`${file} (${input.kind}) was killed after ${timeoutMs / 1000} s`))
       const last = out.trim().split('\n').pop()
       if (code !== 0) return reject(new Error(`${file} exited with ${code}: ${out}`))
-      try { resolve(JSON.parse(last)) } catch (err) { reject(new Error(`${file} printed no result: ${out}`)) }
+      try { resolve(JSON.parse(last)) } catch { reject(new Error(`${file} printed no result: ${out}`)) }
     })
   })
 }
@@ -120,4 +128,15 @@ function alternate (a, b, rounds) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, sleep }
+/** True when `promise` settles (either way) within `ms`, false otherwise; it is left running. */
+async function settlesWithin (promise, ms) {
+  let timer
+  const timeout = new Promise((resolve) => { timer = setTimeout(resolve, ms, false) })
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, sleep, settlesWithin }

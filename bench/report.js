@@ -1,6 +1,7 @@
 'use strict'
 
-// Turns the raw runs into medians and ratios, a markdown table and an SVG chart.
+// Turns the raw runs into medians and ratios, markdown tables (the full one and the README's
+// short one) and an SVG chart.
 
 const { median, LABELS } = require('./lib')
 
@@ -8,7 +9,8 @@ const { median, LABELS } = require('./lib')
 function roundRatio (runs, metric) {
   const rounds = new Map()
   for (const r of runs) {
-    if (r.kind === 'memory') continue
+    // A memory run has no counterpart; a run without this figure (null in JSON) is not a zero.
+    if (r.kind === 'memory' || !Number.isFinite(r[metric])) continue
     const key = r.round
     if (!rounds.has(key)) rounds.set(key, { ours: [], cps: [] })
     rounds.get(key)[r.kind].push(r[metric])
@@ -17,7 +19,10 @@ function roundRatio (runs, metric) {
   return median([...rounds.values()].filter((r) => r.ours.length && r.cps.length).map((r) => mean(r.ours) / mean(r.cps)))
 }
 
-const med = (runs, kind, metric) => median(runs.filter((r) => r.kind === kind).map((r) => r[metric]))
+// Finite values only: a run that returned nothing for a metric (null in JSON) is not a zero.
+const med = (runs, kind, metric) => median(runs.filter((r) => r.kind === kind).map((r) => r[metric]).filter(Number.isFinite))
+const total = (runs, kind, metric) => runs.filter((r) => r.kind === kind).reduce((n, r) => n + (r[metric] || 0), 0)
+const count = (runs, kind, test) => runs.filter((r) => r.kind === kind && test(r)).length
 
 function summarize (raw) {
   const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres }
@@ -38,10 +43,50 @@ function summarize (raw) {
     for (const kind of ['ours', 'cps']) s.latency[kind] = { p50Us: med(raw.latency, kind, 'p50'), p99Us: med(raw.latency, kind, 'p99') }
     s.latency.ratio = { p50: roundRatio(raw.latency, 'p50'), p99: roundRatio(raw.latency, 'p99') }
   }
+  if (raw.hot) {
+    // A failed run (crashed or killed) has no figures; it is counted, and fails the target.
+    const ok = raw.hot.filter((r) => !r.failed)
+    s.hot = { seconds: raw.plan.hotSeconds }
+    for (const kind of ['ours', 'cps']) {
+      s.hot[kind] = {
+        callsPerSec: med(ok, kind, 'callsPerSec'),
+        p50Ms: med(ok, kind, 'p50Ms'),
+        p99Ms: med(ok, kind, 'p99Ms'),
+        deadlocks: total(raw.hot, kind, 'deadlocks'),
+        errors: total(ok, kind, 'errors'),
+        stalled: total(ok, kind, 'stalled'),
+        runs: count(raw.hot, kind, () => true),
+        failed: count(raw.hot, kind, (r) => r.failed),
+      }
+    }
+    s.hot.ratio = { callsPerSec: roundRatio(ok, 'callsPerSec'), p99: roundRatio(ok, 'p99Ms') }
+  }
+  if (raw.locked) {
+    const ok = raw.locked.filter((r) => !r.failed)
+    s.locked = { holdSeconds: raw.plan.lockHoldSeconds, others: ok.length ? ok[0].others : 100 }
+    for (const phase of ['together', 'behind']) {
+      const runs = ok.map((r) => ({ kind: r.kind, ...r[phase] }))
+      s.locked[phase] = {}
+      for (const kind of ['ours', 'cps']) {
+        const slowest = runs.filter((r) => r.kind === kind).map((r) => r.slowestMs).filter(Number.isFinite)
+        s.locked[phase][kind] = {
+          // The worst run, not the median: one unrelated write held up by a lock is the failure.
+          slowestMs: slowest.length ? Math.max(...slowest) : NaN,
+          p50Ms: med(runs, kind, 'p50Ms'),
+          blockedMs: med(runs, kind, 'blockedMs'),
+          errors: total(runs, kind, 'errors'),
+          stalled: total(runs, kind, 'stalled'),
+          unseen: count(runs, kind, (r) => r.blockedSeen === false),
+          runs: count(raw.locked, kind, () => true),
+          failed: count(raw.locked, kind, (r) => r.failed),
+        }
+      }
+    }
+  }
   if (raw.express) {
     s.express = {}
     for (const route of ['read', 'write']) {
-      const runs = raw.express.filter((r) => r.route === route).map((r, i) => r)
+      const runs = raw.express.filter((r) => r.route === route)
       // Rounds: each memory run opens a round of four.
       let round = -1
       for (const r of runs) { if (r.kind === 'memory') round++; r.round = round }
@@ -65,50 +110,105 @@ const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–')
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–')
 const yes = (ok) => (ok ? '✅' : '❌')
+/** What went wrong in a contender's runs, for a table cell: '' when nothing did. */
+const trouble = (k) => [k.errors && `${f0(k.errors)} errors`, k.stalled && `${f0(k.stalled)} stalled`,
+  k.unseen && `${k.unseen} runs without the wait seen`, k.failed && `${k.failed} of ${k.runs} runs failed`].filter(Boolean).join(', ')
+const withTrouble = (text, k) => (trouble(k) ? `${text} (${trouble(k)})` : text)
 
-function markdown (s) {
+/**
+ * The table's rows, in order: `key` names what a row measures (for shortMarkdown's pick),
+ * `cells` are measure, express-pg-session, connect-pg-simple, ratio, target.
+ * @returns {{ key: string, cells: string[] }[]}
+ */
+function tableRows (s) {
   const rows = []
-  const row = (...cells) => rows.push(`| ${cells.join(' | ')} |`)
-  row('measure', 'express-pg-session', 'connect-pg-simple', 'ratio', 'target')
-  row('---', '---:', '---:', '---:', '---')
+  const row = (key, ...cells) => rows.push({ key, cells })
   if (s.store) {
     const { ours, cps, ratio } = s.store
-    row('store ops/s (64 callers, get:touch:set 80:15:5, pool 10)', f0(ours.opsPerSec), f0(cps.opsPerSec), `**${f2(ratio.opsPerSec)}×**`, `≥ 2.5× ${yes(ratio.opsPerSec >= 2.5)}`)
-    row('Node CPU per operation (µs, whole process)', f1(ours.cpuUsPerOp), f1(cps.cpuUsPerOp), `**${f2(ratio.cpuUsPerOp)}×**`, `≤ 0.35× ${yes(ratio.cpuUsPerOp <= 0.35)}`)
-    row('store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
-    row('RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
+    row('store.opsPerSec', 'store ops/s (64 callers, get:touch:set 80:15:5, pool 10)', f0(ours.opsPerSec), f0(cps.opsPerSec), `**${f2(ratio.opsPerSec)}×**`, `≥ 2.5× ${yes(ratio.opsPerSec >= 2.5)}`)
+    row('store.cpuUsPerOp', 'Node CPU per operation (µs, whole process)', f1(ours.cpuUsPerOp), f1(cps.cpuUsPerOp), `**${f2(ratio.cpuUsPerOp)}×**`, `≤ 0.35× ${yes(ratio.cpuUsPerOp <= 0.35)}`)
+    row('store.p99', 'store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
+    row('store.rss', 'RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
   }
   if (s.express) {
     for (const route of ['read', 'write']) {
       const e = s.express[route]
       const what = route === 'read' ? 'read route (get + touch)' : 'write route (get + set)'
-      row(`Express ${what}, req/s (50 connections)`, f0(e.ours.reqPerSec), f0(e.cps.reqPerSec), `**${f2(e.ratio.reqPerSec)}×**`, `≥ 1.5× ${yes(e.ratio.reqPerSec >= 1.5)}`)
-      row(`Express ${route} p99 latency (ms)`, f0(e.ours.p99Ms), f0(e.cps.p99Ms), f2(e.ratio.p99) + '×', `≤ 1× ${yes(e.ratio.p99 <= 1)}`)
-      row(`Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
+      row(`express.${route}.reqPerSec`, `Express ${what}, req/s (50 connections)`, f0(e.ours.reqPerSec), f0(e.cps.reqPerSec), `**${f2(e.ratio.reqPerSec)}×**`, `≥ 1.5× ${yes(e.ratio.reqPerSec >= 1.5)}`)
+      row(`express.${route}.p99`, `Express ${route} p99 latency (ms)`, f0(e.ours.p99Ms), f0(e.cps.p99Ms), f2(e.ratio.p99) + '×', `≤ 1× ${yes(e.ratio.p99 <= 1)}`)
+      row(`express.${route}.ofMemory`, `Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
     }
   }
   if (s.latency) {
     const { ours, cps, ratio } = s.latency
-    row('single-operation latency p50 / p99 (µs, 1 caller, pool 1)', `${f0(ours.p50Us)} / ${f0(ours.p99Us)}`, `${f0(cps.p50Us)} / ${f0(cps.p99Us)}`, `${f2(ratio.p50)}× / ${f2(ratio.p99)}×`, `≤ 1× ${yes(ratio.p50 <= 1 && ratio.p99 <= 1)}`)
+    row('latency', 'single-operation latency p50 / p99 (µs, 1 caller, pool 1)', `${f0(ours.p50Us)} / ${f0(ours.p99Us)}`, `${f0(cps.p50Us)} / ${f0(cps.p99Us)}`, `${f2(ratio.p50)}× / ${f2(ratio.p99)}×`, `≤ 1× ${yes(ratio.p50 <= 1 && ratio.p99 <= 1)}`)
+  }
+  if (s.hot) {
+    const { ours, cps, ratio } = s.hot
+    row('hot.callsPerSec', `hot sessions: calls/s (64 callers, set:touch 80:20 on 30 sessions, pool 10, ${s.hot.seconds} s)`, f0(ours.callsPerSec), f0(cps.callsPerSec), `**${f2(ratio.callsPerSec)}×**`, `≥ 1.0× ${yes(ratio.callsPerSec >= 1 && ours.failed === 0 && ours.stalled === 0)}`)
+    row('hot.latency', 'hot sessions: p50 / p99 latency (ms)', `${f1(ours.p50Ms)} / ${f0(ours.p99Ms)}`, `${f1(cps.p50Ms)} / ${f0(cps.p99Ms)}`, `${f2(ours.p50Ms / cps.p50Ms)}× / ${f2(ratio.p99)}×`, '')
+    row('hot.deadlocks', `hot sessions: deadlocks PostgreSQL detected, total over ${ours.runs} runs`, withTrouble(f0(ours.deadlocks), ours), withTrouble(f0(cps.deadlocks), cps), '', `0 ${yes(ours.deadlocks === 0 && ours.failed === 0)}`)
+  }
+  if (s.locked) {
+    const { holdSeconds, others } = s.locked
+    const when = { together: 'in the same tick as its set', behind: 'once its set waits on the lock' }
+    for (const phase of ['together', 'behind']) {
+      const { ours, cps } = s.locked[phase]
+      const ok = ours.slowestMs < 1000 && ours.errors === 0 && ours.stalled === 0 && ours.failed === 0
+      row(`locked.${phase}`, `one row locked ${holdSeconds} s: ${others} sets of other sessions started ${when[phase]}, slowest (worst of ${ours.runs} runs) / p50 (ms)`,
+        withTrouble(`${f0(ours.slowestMs)} / ${f0(ours.p50Ms)}`, ours), withTrouble(`${f0(cps.slowestMs)} / ${f0(cps.p50Ms)}`, cps),
+        f2(ours.slowestMs / cps.slowestMs) + '×', `slowest < 1000 ms ${yes(ok)}`)
+    }
   }
   if (s.memory) {
     const { ours, cps } = s.memory
-    row('RSS over a long run: first → half way → last of 20 samples (MB)', `${f0(ours.firstMB)} → ${f0(ours.midMB)} → ${f0(ours.lastMB)} over ${f0(ours.ops)} ops`, `${f0(cps.firstMB)} → ${f0(cps.midMB)} → ${f0(cps.lastMB)} over ${f0(cps.ops)} ops`, `${ours.lastMB - ours.midMB >= 0 ? '+' : ''}${f1(ours.lastMB - ours.midMB)} MB in the 2nd half`, `flat (< 5 MB in the 2nd half) ${yes(ours.lastMB - ours.midMB < 5)}`)
+    row('memory', 'RSS over a long run: first → half way → last of 20 samples (MB)', `${f0(ours.firstMB)} → ${f0(ours.midMB)} → ${f0(ours.lastMB)} over ${f0(ours.ops)} ops`, `${f0(cps.firstMB)} → ${f0(cps.midMB)} → ${f0(cps.lastMB)} over ${f0(cps.ops)} ops`, `${ours.lastMB - ours.midMB >= 0 ? '+' : ''}${f1(ours.lastMB - ours.midMB)} MB in the 2nd half`, `flat (< 5 MB in the 2nd half) ${yes(ours.lastMB - ours.midMB < 5)}`)
   }
   if (s.tableSize) {
     const t = s.tableSize
-    row(`get p50 / p99 (µs, ${t.callers} callers): ${f0(t.live)} rows → ${f0(t.live + t.expired)} rows`, `${f0(t.small.p50)} / ${f0(t.small.p99)} → ${f0(t.large.p50)} / ${f0(t.large.p99)}`, '', `${f2(t.large.p50 / t.small.p50)}× / ${f2(t.large.p99 / t.small.p99)}×`, 'flat')
-    row(`prune ${f0(t.deleted)} expired rows (batches of ${f0(t.batchSize)}): time, concurrent get p99 vs idle`, `${f1(t.pruneSeconds)} s, ${f0(t.during.p99)} µs`, '', `${f2(t.during.p99 / t.large.p99)}×`, `≤ 2× ${yes(t.during.p99 / t.large.p99 <= 2)}`)
+    row('tableSize.get', `get p50 / p99 (µs, ${t.callers} callers): ${f0(t.live)} rows → ${f0(t.live + t.expired)} rows`, `${f0(t.small.p50)} / ${f0(t.small.p99)} → ${f0(t.large.p50)} / ${f0(t.large.p99)}`, '', `${f2(t.large.p50 / t.small.p50)}× / ${f2(t.large.p99 / t.small.p99)}×`, 'flat')
+    row('tableSize.prune', `prune ${f0(t.deleted)} expired rows (batches of ${f0(t.batchSize)}): time, concurrent get p99 vs idle`, `${f1(t.pruneSeconds)} s, ${f0(t.during.p99)} µs`, '', `${f2(t.during.p99 / t.large.p99)}×`, `≤ 2× ${yes(t.during.p99 / t.large.p99 <= 2)}`)
   }
   if (s.pgbench) {
-    row(`PostgreSQL's own limit, pgbench SELECT by id (${s.pgbench.clients} clients)`, `${f0(s.pgbench.prepared)}/s prepared`, `${f0(s.pgbench.extended)}/s unnamed`, '', 'reference')
+    row('pgbench', `PostgreSQL's own limit, pgbench SELECT by id (${s.pgbench.clients} clients)`, `${f0(s.pgbench.prepared)}/s prepared`, `${f0(s.pgbench.extended)}/s unnamed`, '', 'reference')
   }
+  return rows
+}
+
+const HEADER = ['measure', 'express-pg-session', 'connect-pg-simple', 'ratio', 'target']
+const ALIGN = ['---', '---:', '---:', '---:', '---']
+const tableLine = (cells) => `| ${cells.join(' | ')} |`
+const measured = (s) => `Measured ${s.date} on ${s.machine}, ${s.postgres}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A) in the same run.`
+
+/**
+ * The full table and the chart. `chart` is the chart's path as seen from the page that shows it
+ * (docs/benchmarks.md: ../bench/results/chart.svg).
+ */
+function markdown (s, { chart = 'bench/results/chart.svg' } = {}) {
   const lines = [
-    `Measured ${s.date} on ${s.machine}, ${s.postgres}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A) in the same run.`,
+    measured(s),
     '',
-    ...rows,
+    tableLine(HEADER),
+    tableLine(ALIGN),
+    ...tableRows(s).map((r) => tableLine(r.cells)),
     '',
-    '![benchmark chart](bench/results/chart.svg)',
+    `![benchmark chart](${chart})`,
+  ]
+  return lines.join('\n')
+}
+
+/** The rows the README shows, by key; each appears when the run measured it, in the full table's order. */
+const SHORT_ROWS = ['store.opsPerSec', 'store.cpuUsPerOp', 'express.read.reqPerSec', 'express.write.reqPerSec', 'latency', 'hot.callsPerSec']
+
+/** The README's table: a few of the full table's rows, as they are there, without the target column. */
+function shortMarkdown (s) {
+  const rows = tableRows(s).filter((r) => SHORT_ROWS.includes(r.key))
+  const lines = [
+    measured(s),
+    '',
+    tableLine(HEADER.slice(0, 4)),
+    tableLine(ALIGN.slice(0, 4)),
+    ...rows.map((r) => tableLine(r.cells.slice(0, 4))),
   ]
   return lines.join('\n')
 }
@@ -124,6 +224,12 @@ function svg (s) {
         [LABELS.ours, s.store.ours.opsPerSec],
         ...(s.pgbench ? [['pgbench -M prepared (SELECT only)', s.pgbench.prepared]] : []),
       ],
+    })
+  }
+  if (s.hot) {
+    panels.push({
+      title: 'Hot sessions (set / touch on 30 sessions), calls per second',
+      bars: [[LABELS.cps, s.hot.cps.callsPerSec], [LABELS.ours, s.hot.ours.callsPerSec]],
     })
   }
   for (const route of ['read', 'write']) {
@@ -160,4 +266,4 @@ function svg (s) {
 
 const esc = (t) => String(t).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
-module.exports = { summarize, markdown, svg }
+module.exports = { summarize, markdown, shortMarkdown, svg }

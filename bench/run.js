@@ -1,31 +1,36 @@
 'use strict'
 
-// `npm run bench [-- --quick] [-- --only=store,latency,express,memory,size,pgbench] [-- --no-readme]`
+// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]`
 // Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. Writes
 // bench/results/results.json, results.md and chart.svg (bench/results/partial/ for --only), and
-// the README's performance section between its markers (not for --only or --no-readme).
+// the documents' performance sections between their markers (not for --only or --no-readme):
+// the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
+// also re-renders them from a saved results.json).
 
-const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { sql } = require('./lib')
 const { runStoreOps, runLatency, runMemory } = require('./store-ops')
+const { runHot } = require('./hot')
+const { runLocked } = require('./locked')
 const { runExpress } = require('./express')
 const { runTableSize } = require('./table-size')
 const { runPgbench } = require('./pgbench')
-const { summarize, markdown, svg } = require('./report')
+const { summarize, markdown } = require('./report')
+const { saveResults, writeDocs } = require('./publish')
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : null
 const wants = (name) => !only || only.has(name)
-const writeReadme = !args.includes('--no-readme') && !only
+// --no-readme: results only, the documents are left as they are.
+const writeDocuments = !args.includes('--no-readme') && !only
 
-// Full: ≈ 9 minutes on a 2-core machine; quick: ≈ 2.5 minutes.
+// Full: ≈ 13 minutes on a 2-core machine (hot + locked ≈ 3.7 of them); quick: ≈ 4 minutes (hot + locked ≈ 1.7).
 const plan = quick
-  ? { rounds: 2, storeSeconds: 3, latencySeconds: 2, expressSeconds: 4, memoryOps: 200000, expired: 200000, sizeSeconds: 2, pgbenchSeconds: 3 }
-  : { rounds: 3, storeSeconds: 5, latencySeconds: 3, expressSeconds: 8, memoryOps: 1000000, expired: 1000000, sizeSeconds: 4, pgbenchSeconds: 5 }
+  ? { rounds: 2, storeSeconds: 3, latencySeconds: 2, hotSeconds: 4, lockHoldSeconds: 3, expressSeconds: 4, memoryOps: 200000, expired: 200000, sizeSeconds: 2, pgbenchSeconds: 3 }
+  : { rounds: 3, storeSeconds: 5, latencySeconds: 3, hotSeconds: 10, lockHoldSeconds: 3, expressSeconds: 8, memoryOps: 1000000, expired: 1000000, sizeSeconds: 4, pgbenchSeconds: 5 }
 
 const log = (line) => process.stdout.write(line + '\n')
 
@@ -52,20 +57,18 @@ async function main () {
     if (wants('pgbench')) { log('PostgreSQL\'s own limit (pgbench)'); raw.pgbench = await runPgbench({ url, seconds: plan.pgbenchSeconds, log }) }
     if (wants('store')) { log('Store operations'); raw.store = await runStoreOps({ url, rounds: plan.rounds, seconds: plan.storeSeconds, log }) }
     if (wants('latency')) { log('Single-operation latency'); raw.latency = await runLatency({ url, rounds: plan.rounds, seconds: plan.latencySeconds, log }) }
+    if (wants('hot')) { log('Hot sessions'); raw.hot = await runHot({ url, rounds: plan.rounds, seconds: plan.hotSeconds, log }) }
+    if (wants('locked')) { log('One row locked'); raw.locked = await runLocked({ url, rounds: plan.rounds, holdSeconds: plan.lockHoldSeconds, log }) }
     if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
     if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
 
     const summary = summarize(raw)
-    const table = markdown(summary)
-    // A partial run (--only) must not overwrite the results the README shows.
+    // A partial run (--only) must not overwrite the results the documents show.
     const dir = path.join(__dirname, 'results', only ? 'partial' : '')
-    fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify({ summary, raw }, null, 2) + '\n')
-    fs.writeFileSync(path.join(dir, 'results.md'), table + '\n')
-    fs.writeFileSync(path.join(dir, 'chart.svg'), svg(summary))
-    log('\n' + table + '\n')
-    if (writeReadme) updateReadme(table)
+    saveResults(dir, { summary, raw })
+    log('\n' + markdown(summary) + '\n')
+    if (writeDocuments) writeDocs(summary, log)
     log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${path.relative(path.join(__dirname, '..'), dir)}/`)
   } finally {
     await cleanUp(url)
@@ -74,23 +77,9 @@ async function main () {
 }
 
 async function cleanUp (url) {
-  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_express_ours', 'bench_express_cps', 'bench_pgbench', 'bench_size']
+  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_express_ours', 'bench_express_cps', 'bench_pgbench', 'bench_size',
+    'bench_hot_ours', 'bench_hot_cps', 'bench_locked_ours', 'bench_locked_cps']
   await sql(url, tables.map((t) => `DROP TABLE IF EXISTS "${t}";`).join('\n')).catch(() => {})
-}
-
-/** Replaces what sits between the README's performance markers with the generated section. */
-function updateReadme (table) {
-  const file = path.join(__dirname, '..', 'README.md')
-  const text = fs.readFileSync(file, 'utf8')
-  const start = '<!-- section:performance -->'
-  const end = '<!-- /section:performance -->'
-  const a = text.indexOf(start)
-  const b = text.indexOf(end)
-  if (a < 0 || b < a) return log('README.md has no performance markers: left alone')
-  const intro = fs.readFileSync(path.join(__dirname, 'README-section.md'), 'utf8').trim()
-  const section = `${start}\n${intro}\n\n${table}\n${end}`
-  fs.writeFileSync(file, text.slice(0, a) + section + text.slice(b + end.length))
-  log('README.md performance section updated')
 }
 
 main().catch((err) => {

@@ -5,12 +5,12 @@
 
 const { startServer } = require('../__test__/pg-server')
 
-/** @returns {Promise<{ url: string, stop(): Promise<void> }>} */
+/** @returns {Promise<{ url: string, stop(): Promise<void>, embedded: boolean }>} */
 async function database () {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, async stop () {} }
-  console.log('DATABASE_URL is not set: starting an embedded PostgreSQL…')
+  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, async stop () {}, embedded: false }
+  console.log('DATABASE_URL is not set: starting an embedded PostgreSQL (deleted when this stops)…')
   const server = await startServer()
-  return { url: server.url, stop: () => server.destroy() }
+  return { url: server.url, stop: () => server.destroy(), embedded: true }
 }
 
 /**

@@ -94,6 +94,8 @@ pub struct TlsSettings {
 pub struct ConnectSettings {
   pub config: tokio_postgres::Config,
   pub tls: TlsSettings,
+  /// `host:port`, or the socket directory: where errors say the server is.
+  pub address: String,
 }
 
 /// What a connection string says; every field optional so the object and env can fill gaps.
@@ -298,8 +300,13 @@ pub fn resolve(
     .port(port)
     .user(&user)
     .dbname(&database)
+    // A peer that vanished (host down, cable cut) is noticed in about 25 s on an idle connection,
+    // and unacknowledged writes give up after 30 s, instead of the kernel's two hours.
     .keepalives(true)
-    .keepalives_idle(Duration::from_secs(60))
+    .keepalives_idle(Duration::from_secs(10))
+    .keepalives_interval(Duration::from_secs(5))
+    .keepalives_retries(3)
+    .tcp_user_timeout(Duration::from_secs(30))
     .connect_timeout(
       url
         .connect_timeout
@@ -329,7 +336,18 @@ pub fn resolve(
     TlsMode::Prefer => SslMode::Prefer,
     _ => SslMode::Require,
   });
-  Ok(ConnectSettings { config, tls })
+  let address = if host.starts_with('/') {
+    host.clone()
+  } else if host.contains(':') {
+    format!("[{host}]:{port}")
+  } else {
+    format!("{host}:{port}")
+  };
+  Ok(ConnectSettings {
+    config,
+    tls,
+    address,
+  })
 }
 
 fn resolve_tls(

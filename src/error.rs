@@ -33,6 +33,21 @@ impl StoreError {
     )
   }
 
+  /// The same error, saying which server it came from (`host:port`, never a password).
+  pub fn at(self, address: &str) -> Self {
+    let place = |m: String| m.replacen("PostgreSQL", &format!("PostgreSQL at {address}"), 1);
+    match self {
+      StoreError::Connect(m) => StoreError::Connect(place(m)),
+      StoreError::Timeout(m) => StoreError::Timeout(place(m)),
+      StoreError::Tls(m) => StoreError::Tls(place(m)),
+      StoreError::Db { sqlstate, message } => StoreError::Db {
+        sqlstate,
+        message: place(message),
+      },
+      other => other,
+    }
+  }
+
   pub fn code(&self) -> &str {
     match self {
       StoreError::Closed => "ERR_PG_SESSION_CLOSED",
@@ -55,12 +70,29 @@ impl StoreError {
       || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate == "57014" || sqlstate == "55P03")
   }
 
+  /// Errors one session of a batch may cause alone (its row locked elsewhere, its data or id
+  /// refused): the batch's sessions are then sent one by one, so only that session fails.
+  pub fn is_per_session(&self) -> bool {
+    matches!(self, StoreError::Db { sqlstate, .. } if matches!(sqlstate.as_str(), "55P03" | "40P01" | "40001" | "21000" | "54000")
+      || sqlstate.starts_with("22") || sqlstate.starts_with("23"))
+  }
+
+  /// A value PostgreSQL could not take as the column's type (22xxx): say, an id that is no uuid.
+  pub fn is_bad_input(&self) -> bool {
+    matches!(self, StoreError::Db { sqlstate, .. } if sqlstate.starts_with("22"))
+  }
+
+  /// A lock wait that ran out (lock_timeout): the batch statements' own short wait ends so.
+  pub fn is_lock_wait(&self) -> bool {
+    matches!(self, StoreError::Db { sqlstate, .. } if sqlstate == "55P03")
+  }
+
   /// Errors after which a retry on a fresh connection may succeed.
   pub fn is_connection_fault(&self) -> bool {
     matches!(
       self,
       StoreError::Connect(_) | StoreError::Timeout(_) | StoreError::ConnectionLost(_)
-    ) || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03")
+    ) || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "53300")
   }
 }
 
@@ -121,9 +153,9 @@ impl From<deadpool_postgres::PoolError> for StoreError {
       PoolError::Backend(e) => e.into(),
       PoolError::Closed => StoreError::Closed,
       PoolError::Timeout(kind) => StoreError::Timeout(format!(
-        "no PostgreSQL connection within connectionTimeoutMillis ({kind:?} timed out); the database may be down or every connection busy"
+        "no connection to PostgreSQL within connectionTimeoutMillis ({kind:?} timed out); the database may be down or every connection busy"
       )),
-      other => StoreError::Connect(format!("could not get a PostgreSQL connection ({other})")),
+      other => StoreError::Connect(format!("could not get a connection to PostgreSQL ({other})")),
     }
   }
 }
@@ -212,6 +244,8 @@ mod tests {
     };
     assert!(db("57014").fails_whole_batch() && db("55P03").fails_whole_batch());
     assert!(db("08006").fails_whole_batch() && !db("54000").fails_whole_batch());
+    assert!(db("55P03").is_per_session() && db("22P02").is_per_session());
+    assert!(!db("25006").is_per_session() && !db("42P01").is_per_session());
     assert!(StoreError::Db {
       sqlstate: "57P01".into(),
       message: "x".into()

@@ -1,11 +1,16 @@
 //! express-pg-session's engine: a PostgreSQL session store for express-session, run on
 //! napi's tokio runtime. JS keeps the clock, the JSON and the callbacks (`index.js`); this
-//! crate owns connections (`pool`, `config`), statement text (`sql`) and the store (`store`).
+//! crate owns connections (`pool`, `config`), the table and its statements (`table`, `sql`),
+//! how the ordered calls travel (`calls`, `batch`, `relay`) and the class JS sees (`store`).
 #![deny(clippy::all)]
 
+mod batch;
+mod calls;
 mod config;
+mod engine;
 mod error;
 mod pool;
 mod relay;
 mod sql;
 mod store;
+mod table;

@@ -6,16 +6,23 @@
 //! (one write and one read for many), which is where the CPU per call goes down under load.
 //! Nothing queues behind a write (it may wait on a row lock): a lane with a write in flight is
 //! left alone until it ends, so one slow write does not stall unrelated calls.
+//!
+//! Bounds: a statement gets `queryTimeout` to answer, after which its connection is cancelled and
+//! closed (a silent network never answers); after a failed connect the server is "down" and
+//! calls that would need a new connection fail at once while one probe at a time tries again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+  Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{self, ConnectionOptions};
 use crate::error::{StoreError, StoreResult};
@@ -25,15 +32,39 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// How many times one call may meet a connection that died under it.
 const ATTEMPTS: usize = 3;
+/// After a failed connect, calls that need a new connection fail at once for this long; then one
+/// call at a time tries again.
+const DOWN_COOL_OFF: Duration = Duration::from_millis(250);
 
 /// One open connection shared by the calls running on it.
 struct Lane {
-  client: Object,
+  /// Always Some until the lane is dropped.
+  client: Option<Object>,
+  /// Set when a statement on it ran out of time: the connection is closed, never reused.
+  dead: AtomicBool,
   in_flight: AtomicUsize,
   /// Writes in flight: a write may wait on a row lock, so nothing queues behind one.
   writes: AtomicUsize,
   /// Milliseconds after `Target::epoch` when the last call finished.
   last_used_ms: AtomicU64,
+}
+
+impl Lane {
+  fn client(&self) -> &Object {
+    self
+      .client
+      .as_ref()
+      .expect("a lane holds its connection until dropped")
+  }
+}
+
+impl Drop for Lane {
+  fn drop(&mut self) {
+    if let (true, Some(client)) = (self.dead.load(Ordering::Acquire), self.client.take()) {
+      // Out of the pool and dropped: deadpool aborts the connection task, closing the socket.
+      drop(Object::take(client));
+    }
+  }
 }
 
 /// What `Target::status` reports, in deadpool's terms.
@@ -55,8 +86,24 @@ pub struct Target {
   /// Calls waiting for a usable lane.
   waiting: AtomicUsize,
   timeout: Duration,
+  /// How long a statement may take to answer before its connection is given up.
+  query_timeout: Duration,
   /// false: unnamed statements with explicit types, for PgBouncer in transaction mode.
   prepared: bool,
+  /// `host:port` (or the socket directory), for messages.
+  pub address: String,
+  tls: MakeRustlsConnect,
+  down: Mutex<Down>,
+}
+
+/// What the last connection attempts said about the server.
+#[derive(Default)]
+struct Down {
+  /// Why the last connect failed, and when; None while connects succeed.
+  cause: Option<StoreError>,
+  since: Option<Instant>,
+  /// A connect attempt is under way while down: the others fail at once.
+  probing: bool,
 }
 
 #[derive(Default)]
@@ -87,13 +134,16 @@ impl Drop for LaneGuard<'_> {
   }
 }
 
-/// Undoes an `opening` count if the connect is abandoned or fails.
+/// Undoes an `opening` count (and a probe) if the connect is abandoned or fails.
 struct Opening<'a>(&'a Target);
 
 impl Drop for Opening<'_> {
   fn drop(&mut self) {
     if let Ok(mut lanes) = self.0.lanes.lock() {
       lanes.opening -= 1;
+    }
+    if let Ok(mut down) = self.0.down.lock() {
+      down.probing = false;
     }
     self.0.changed.notify_waiters();
   }
@@ -119,13 +169,15 @@ impl Target {
     options: &ConnectionOptions,
     max_size: usize,
     timeout: Duration,
+    query_timeout: Duration,
     prepared: bool,
   ) -> StoreResult<Self> {
     let settings = config::resolve(options, timeout, &|key| std::env::var(key).ok())?;
+    let address = settings.address.clone();
     let tls = config::make_tls(&settings.tls)?;
     let manager = Manager::from_config(
       settings.config,
-      tls,
+      tls.clone(),
       ManagerConfig {
         // A dead socket is noticed by the connection task; checking `is_closed` is enough.
         recycling_method: RecyclingMethod::Fast,
@@ -149,7 +201,11 @@ impl Target {
       changed: Notify::new(),
       waiting: AtomicUsize::new(0),
       timeout,
+      query_timeout,
       prepared,
+      address,
+      tls,
+      down: Mutex::new(Down::default()),
     })
   }
 
@@ -165,20 +221,23 @@ impl Target {
       let changed = self.changed.notified();
       let pick = {
         let mut lanes = self.lanes.lock().map_err(|_| poisoned())?;
-        lanes.open.retain(|lane| !lane.client.is_closed());
+        lanes.open.retain(|lane| !lane.client().is_closed());
         let least = lanes
           .open
           .iter()
           .filter(|lane| lane.writes.load(Ordering::Acquire) == 0)
           .min_by_key(|lane| lane.in_flight.load(Ordering::Acquire))
           .cloned();
+        let may_open = lanes.open.len() + lanes.opening < self.max_size;
         let pick = match least {
           Some(lane) if lane.in_flight.load(Ordering::Acquire) == 0 => Pick::Lane(lane),
-          _ if lanes.open.len() + lanes.opening < self.max_size => {
+          _ if may_open && self.may_connect()? => {
             lanes.opening += 1;
             Pick::Open
           }
           Some(lane) => Pick::Lane(lane),
+          // Down, a probe under way and no connection open: waiting could only time out.
+          None if may_open && lanes.open.is_empty() => return Err(self.down_error()),
           None => Pick::Wait,
         };
         // Counted under the lock, so the next caller sees this call on the lane.
@@ -210,23 +269,83 @@ impl Target {
           self.waiting.fetch_add(1, Ordering::Relaxed);
           let _waiting = Waiting(&self.waiting);
           if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return Err(StoreError::Timeout(
-              "no PostgreSQL connection within connectionTimeoutMillis: every connection is busy \
-               with a write that is still waiting (a row lock, a slow server)"
-                .into(),
-            ));
+            return Err(StoreError::Timeout(format!(
+              "no connection to PostgreSQL at {} within connectionTimeoutMillis: every connection \
+               is busy with a write that is still waiting (a row lock, a slow server)",
+              self.address
+            )));
           }
         }
       }
     }
   }
 
+  /// Whether this call may try to open a connection: always while the server is up; while it
+  /// is down, only after a short cool-off and when no other attempt is under way (that call
+  /// becomes the probe).
+  fn may_connect(&self) -> StoreResult<bool> {
+    let mut down = self.down.lock().map_err(|_| poisoned())?;
+    if down.cause.is_none() {
+      return Ok(true);
+    }
+    if down.probing || down.since.is_some_and(|t| t.elapsed() < DOWN_COOL_OFF) {
+      return Ok(false);
+    }
+    down.probing = true;
+    Ok(true)
+  }
+
+  /// The error of a call that finds the server down and a probe already under way.
+  fn down_error(&self) -> StoreError {
+    let cause = self.down.lock().ok().and_then(|d| d.cause.clone());
+    match cause {
+      Some(StoreError::Timeout(m)) => StoreError::Timeout(format!(
+        "PostgreSQL at {} is not answering; failing at once while a reconnect is tried ({m})",
+        self.address
+      )),
+      Some(cause) => StoreError::Connect(format!(
+        "PostgreSQL at {} is unreachable; failing at once while a reconnect is tried ({cause})",
+        self.address
+      )),
+      None => StoreError::Connect(format!(
+        "no connection to PostgreSQL at {} could be opened",
+        self.address
+      )),
+    }
+  }
+
+  /// Records how a connect attempt ended.
+  fn connected(&self, result: Result<(), &StoreError>) {
+    if let Ok(mut down) = self.down.lock() {
+      down.probing = false;
+      down.cause = match result {
+        Ok(()) => None,
+        Err(e) if e.is_connection_fault() => Some(e.clone()),
+        Err(_) => down.cause.take(),
+      };
+      down.since = down.cause.as_ref().map(|_| Instant::now());
+    }
+  }
+
   /// Opens a lane with this call already counted on it.
   async fn open_lane(&self, write: bool) -> StoreResult<Arc<Lane>> {
     let opening = Opening(self);
-    let client = self.pool.get().await?;
+    let client = match self.pool.get().await {
+      Ok(client) => client,
+      Err(e) => {
+        // Waiting for a pool slot (held by connections being closed) says nothing of the server.
+        let said_by_server = !matches!(e, PoolError::Timeout(TimeoutType::Wait));
+        let err = StoreError::from(e).at(&self.address);
+        if said_by_server {
+          self.connected(Err(&err));
+        }
+        return Err(err);
+      }
+    };
+    self.connected(Ok(()));
     let lane = Arc::new(Lane {
-      client,
+      client: Some(client),
+      dead: AtomicBool::new(false),
       in_flight: AtomicUsize::new(1),
       writes: AtomicUsize::new(write as usize),
       last_used_ms: AtomicU64::new(self.now_ms()),
@@ -258,7 +377,45 @@ impl Target {
     // the next queued statement's server connection to another client.
     let exclusive = !stmt.read_only || !self.prepared;
     let guard = self.lane(exclusive).await?;
-    let client = &guard.lane.client;
+    match tokio::time::timeout(self.query_timeout, self.query(&guard.lane, stmt, params)).await {
+      Ok(result) => result,
+      Err(_) => {
+        self.give_up(&guard.lane);
+        Err(StoreError::Timeout(format!(
+          "PostgreSQL at {} did not answer within queryTimeout ({} ms); the connection was closed \
+           and the statement may or may not have taken effect",
+          self.address,
+          self.query_timeout.as_millis()
+        )))
+      }
+    }
+  }
+
+  /// A lane whose statement ran out of time: asks the server to cancel it (best effort, bounded),
+  /// and takes the connection out of use; it closes once the calls on it have let go.
+  fn give_up(&self, lane: &Arc<Lane>) {
+    if lane.dead.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    if let Ok(mut lanes) = self.lanes.lock() {
+      lanes.open.retain(|open| !Arc::ptr_eq(open, lane));
+    }
+    let cancel = lane.client().cancel_token();
+    let tls = self.tls.clone();
+    let bound = self.timeout;
+    tokio::spawn(async move {
+      let _ = tokio::time::timeout(bound, cancel.cancel_query(tls)).await;
+    });
+    self.changed.notify_waiters();
+  }
+
+  async fn query(
+    &self,
+    lane: &Lane,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
+    let client = lane.client();
     let stream = if self.prepared {
       let prepared = client.prepare_typed_cached(&stmt.sql, stmt.types).await?;
       client.query_raw(&prepared, params.iter().copied()).await?
@@ -277,8 +434,18 @@ impl Target {
   /// Runs DDL text (several statements) outside the prepared-statement path.
   pub async fn batch(&self, sql: &str) -> StoreResult<()> {
     let guard = self.lane(true).await?;
-    guard.lane.client.batch_execute(sql).await?;
-    Ok(())
+    let run = guard.lane.client().batch_execute(sql);
+    match tokio::time::timeout(self.query_timeout, run).await {
+      Ok(result) => Ok(result?),
+      Err(_) => {
+        self.give_up(&guard.lane);
+        Err(StoreError::Timeout(format!(
+          "PostgreSQL at {} did not answer within queryTimeout ({} ms); the connection was closed",
+          self.address,
+          self.query_timeout.as_millis()
+        )))
+      }
+    }
   }
 
   /// Closes connections unused for `idle`, as pg's `idleTimeoutMillis` does.

@@ -1,11 +1,10 @@
-//! How the hot calls (get, set, touch) cross between the JS thread and the tokio worker.
+//! How the ordered calls' answers cross from the tokio worker to the JS thread.
 //! A napi `async fn` costs the Node thread a promise, a threadsafe function, a libuv handle
-//! and a wake-up of the worker per call, and a wake-up of the JS thread per answer. Here calls
-//! started together share one wake-up of the worker (the inbox), and answers ready together
-//! share one wake-up and one JS call (the outbox, through one long-lived threadsafe function).
+//! and a wake-up of the worker per call, and a wake-up of the JS thread per answer. Here a call
+//! is queued synchronously on the JS thread (`calls`), and answers ready together share one
+//! wake-up and one JS call (the outbox, through one long-lived threadsafe function).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,37 +29,10 @@ pub enum Answer {
   Text(Option<String>),
   /// `touch`: whether the session exists.
   Found(bool),
-  /// `set`: stored.
+  /// `set`, `destroy`, `clear`: done.
   Done,
   /// Any call: the coded message (`CODE: what happened`), as a rejection would carry it.
   Failed(String),
-}
-
-impl<T: Into<Answer>> From<Result<T>> for Answer {
-  fn from(result: Result<T>) -> Self {
-    match result {
-      Ok(value) => value.into(),
-      Err(err) => Answer::Failed(err.reason),
-    }
-  }
-}
-
-impl From<Option<String>> for Answer {
-  fn from(text: Option<String>) -> Self {
-    Answer::Text(text)
-  }
-}
-
-impl From<bool> for Answer {
-  fn from(found: bool) -> Self {
-    Answer::Found(found)
-  }
-}
-
-impl From<()> for Answer {
-  fn from(_: ()) -> Self {
-    Answer::Done
-  }
 }
 
 /// One element of the flat array JS receives: `[id, value, id, value, …]`, where a failed
@@ -109,34 +81,13 @@ fn push_first<T>(queue: &Mutex<Vec<T>>, item: T) -> bool {
   items.len() == 1
 }
 
-/// A call's work, answer included, waiting for the worker.
-type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Calls started on the JS thread, waiting for the tokio worker. Only the call that finds the
-/// inbox empty wakes the worker; the calls after it ride along.
-#[derive(Default)]
-struct Inbox {
-  jobs: Mutex<Vec<Job>>,
+/// Runs `work` on the tokio runtime; callable from the JS thread, which has no runtime of its own.
+pub fn spawn_from_js(work: impl Future<Output = ()> + Send + 'static) {
+  spawn(work);
 }
 
-impl Inbox {
-  fn push(self: &Arc<Self>, job: Job) {
-    if push_first(&self.jobs, job) {
-      let inbox = self.clone();
-      spawn(async move {
-        let jobs = std::mem::take(&mut *lock(&inbox.jobs));
-        for job in jobs {
-          // On the worker thread: queued locally, no wake-up.
-          tokio::spawn(job);
-        }
-      });
-    }
-  }
-}
-
-/// Both directions, for one store.
+/// The JS side of the ordered calls: where their answers go.
 pub struct Relay {
-  inbox: Arc<Inbox>,
   outbox: Arc<Outbox>,
 }
 
@@ -144,17 +95,14 @@ impl Relay {
   /// `deliver` is called on the JS thread with the flat array of answers.
   pub fn new(deliver: Function<'_, (), ()>) -> Result<Self> {
     Ok(Relay {
-      inbox: Arc::default(),
       outbox: Arc::new(Outbox::new(deliver)?),
     })
   }
 
-  /// Runs `work` on the worker (called on the JS thread); its answer reaches `deliver` under `id`.
-  pub fn start(&self, env: &Env, id: i32, work: impl Future<Output = Answer> + Send + 'static) {
-    let ticket = self.outbox.begin(env, id);
-    self
-      .inbox
-      .push(Box::pin(async move { ticket.send(work.await) }));
+  /// The promise to answer call `id` (made on the JS thread); until it is kept, the process
+  /// stays alive.
+  pub fn ticket(&self, env: &Env, id: i32) -> Ticket {
+    self.outbox.begin(env, id)
   }
 }
 
@@ -224,13 +172,13 @@ impl Outbox {
 
 /// The promise to answer one call exactly once: dropped unanswered (a task cancelled when the
 /// runtime shuts down), it answers with a coded error so no caller waits forever.
-struct Ticket {
+pub struct Ticket {
   id: i32,
   outbox: Option<Arc<Outbox>>,
 }
 
 impl Ticket {
-  fn send(mut self, answer: Answer) {
+  pub fn send(mut self, answer: Answer) {
     if let Some(outbox) = self.outbox.take() {
       outbox.push(self.id, answer);
     }

@@ -7,6 +7,10 @@ use crate::error::{StoreError, StoreResult};
 /// PostgreSQL truncates longer identifiers silently; we refuse them instead.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// How long a batch statement waits for a row lock before it gives up, so that one locked
+/// session cannot hold up the other sessions of its batch (which are then sent one by one).
+pub const BATCH_LOCK_WAIT_MS: u32 = 100;
+
 /// Quotes one identifier. Every table, schema and column name goes through here.
 pub fn quote_ident(name: &str, option: &str) -> StoreResult<String> {
   if name.is_empty() {
@@ -90,7 +94,8 @@ impl QuotedTable {
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
       "SELECT r.oid IS NOT NULL, a.attname::text, t.typname::text, \
-       coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true) \
+       coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true), \
+       t.typcategory::text, format_type(a.atttypid, -1) \
        FROM (SELECT to_regclass($1::text) AS oid) r \
        LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped \
        LEFT JOIN pg_type t ON t.oid = a.atttypid \
@@ -104,7 +109,7 @@ impl QuotedTable {
   pub fn create_table_sql(&self) -> String {
     let t = &self.qualified;
     let index = quote_ident(
-      &truncate_identifier(&format!("IDX_{}_{}", self.spec.table, self.spec.expire)),
+      &index_name(&format!("IDX_{}_{}", self.spec.table, self.spec.expire)),
       "index name",
     )
     .unwrap_or_else(|_| "\"IDX_session_expire\"".into());
@@ -122,12 +127,60 @@ impl QuotedTable {
   }
 }
 
-fn truncate_identifier(name: &str) -> String {
-  let mut end = name.len().min(MAX_IDENTIFIER_BYTES);
+/// `name` when it fits in an identifier; else its start and a hash of all of it, so that two long
+/// table names sharing their first 63 bytes still get an index each.
+fn index_name(name: &str) -> String {
+  if name.len() <= MAX_IDENTIFIER_BYTES {
+    return name.to_string();
+  }
+  // FNV-1a: the same name gives the same index name in every process and version.
+  let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+    (h ^ b as u32).wrapping_mul(0x0100_0193)
+  });
+  let mut end = MAX_IDENTIFIER_BYTES - 9;
   while !name.is_char_boundary(end) {
     end -= 1;
   }
-  name[..end].to_string()
+  format!("{}_{hash:08x}", &name[..end])
+}
+
+/// How a session id (sent as text) is compared with the sid column: string types (text,
+/// varchar, char(n), domains over them) as text, as connect-pg-simple does; any other type
+/// (uuid, …) through a cast to the column's type, without a length (a `char(1)` cast would cut
+/// every id to one character).
+#[derive(Debug, Clone, Default)]
+pub struct SidType {
+  /// `::uuid`, or empty for text columns.
+  cast: String,
+}
+
+impl SidType {
+  /// `category` is pg_type's typcategory, `formatted` format_type(type, -1) of the column.
+  pub fn from_pg(category: &str, formatted: &str) -> Self {
+    match category {
+      "S" => SidType::default(),
+      _ => SidType {
+        cast: format!("::{formatted}"),
+      },
+    }
+  }
+
+  /// True for string columns: rows read back can be matched to the ids asked for by their text.
+  pub fn is_text(&self) -> bool {
+    self.cast.is_empty()
+  }
+
+  fn one(&self, param: &str) -> String {
+    format!("{param}::text{}", self.cast)
+  }
+
+  fn many(&self, param: &str) -> String {
+    if self.cast.is_empty() {
+      format!("{param}::text[]")
+    } else {
+      format!("{param}::text[]{}[]", self.cast)
+    }
+  }
 }
 
 /// The data column's type decides the cast on write.
@@ -203,18 +256,31 @@ impl Stmt {
 /// Every statement the store runs, built once per store after the column types are known.
 #[derive(Debug, Clone)]
 pub struct Statements {
-  /// False when the sid column's collation is nondeterministic (say, case-insensitive): a
-  /// batched get could not match the rows it reads back to the ids it was asked for.
+  /// False when rows read back cannot be matched to the ids asked for by their text: the sid
+  /// column's collation is nondeterministic (say, case-insensitive) or it is not a text column.
   pub batch_gets: bool,
+  /// The sid column is not a string type: an id it cannot hold (22xxx) is a missing session.
+  pub typed_sid: bool,
   pub get: Stmt,
   /// Several gets in one statement: the live rows among the sids, with their sid.
   pub get_many: Stmt,
+  /// One upsert that waits as long as a row lock is held (bounded by queryTimeout).
   pub set: Stmt,
+  /// Upserts of distinct sids, in the order given; gives up on a row lock after
+  /// `BATCH_LOCK_WAIT_MS` (55P03).
+  pub set_batch: Stmt,
+  /// `set`, `touch` and `destroy` of one session that give up on a row lock like the batches:
+  /// a batch of one, without the arrays.
+  pub set_one: Stmt,
+  pub touch_one: Stmt,
+  pub destroy_one: Stmt,
   pub touch: Stmt,
-  pub touch_many: Stmt,
-  /// Several upserts in one statement; the sids must be distinct.
-  pub set_many: Stmt,
+  /// Expiry moves of distinct sids; returns the sids (as given) that exist. Gives up on a lock
+  /// like `set_batch`.
+  pub touch_batch: Stmt,
   pub destroy: Stmt,
+  /// Deletes of several sids; gives up on a lock like `set_batch`.
+  pub destroy_batch: Stmt,
   pub all: Stmt,
   pub ids: Stmt,
   pub count: Stmt,
@@ -222,15 +288,31 @@ pub struct Statements {
   pub prune_batch: Stmt,
 }
 
+/// The first part of a batch statement: a row lock held elsewhere ends the statement after a
+/// short wait instead of holding up every session in the batch. `set_config(…, true)` lasts
+/// for the statement's own transaction only, so it also suits a transaction-mode pooler; the
+/// CTE is joined into the statement, so it runs before the first row is locked.
+fn lock_wait() -> String {
+  format!(
+    "WITH lock_wait AS MATERIALIZED (SELECT set_config('lock_timeout', '{BATCH_LOCK_WAIT_MS}ms', true)) "
+  )
+}
+
 impl Statements {
-  pub fn new(t: &QuotedTable, data: DataType, expire: ExpireType) -> Self {
+  pub fn new(t: &QuotedTable, data: DataType, expire: ExpireType, sid_type: &SidType) -> Self {
     let (table, sid, sess, exp) = (&t.qualified, &t.session_id, &t.session_data, &t.expire);
     let live = format!("{exp} >= {}", expire.at("$1::float8"));
+    let one = sid_type.one("$1");
+    let many = sid_type.many("$1");
+    let cast = data.cast();
+    let upsert =
+      format!("ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}");
     Statements {
-      batch_gets: true,
+      batch_gets: sid_type.is_text(),
+      typed_sid: !sid_type.is_text(),
       get: Stmt::new(
         format!(
-          "SELECT {sess}::text FROM {table} WHERE {sid} = $1::text AND {exp} >= {}",
+          "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",
           expire.at("$2::float8")
         ),
         &[Type::TEXT, Type::FLOAT8],
@@ -239,50 +321,86 @@ impl Statements {
       // table's size, where a join may turn into a hash join over the whole table.
       get_many: Stmt::new(
         format!(
-          "SELECT {sid}::text, {sess}::text FROM {table} WHERE {sid} = ANY($1::text[]) AND {exp} >= {}",
+          "SELECT {sid}::text, {sess}::text FROM {table} WHERE {sid} = ANY({many}) AND {exp} >= {}",
           expire.at("$2::float8")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8],
       ),
       set: Stmt::new(
         format!(
-          "INSERT INTO {table} ({sid}, {sess}, {exp}) VALUES ($1::text, $2::text{cast}, {at}) \
-           ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}",
-          cast = data.cast(),
+          "INSERT INTO {table} ({sid}, {sess}, {exp}) VALUES ({one}, $2::text{cast}, {at}) {upsert}",
           at = expire.at("$3::float8")
         ),
         &[Type::TEXT, Type::TEXT, Type::FLOAT8],
       ),
-      set_many: Stmt::new(
+      // Rows are inserted, and so locked, in the order of the arrays: callers sort them, so two
+      // batches never wait on each other in a cycle.
+      set_batch: Stmt::new(
         format!(
-          "INSERT INTO {table} ({sid}, {sess}, {exp}) \
-           SELECT v.sid, v.sess{cast}, {at} \
-           FROM unnest($1::text[], $2::text[], $3::float8[]) AS v(sid, sess, expire_at) \
-           ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}",
-          cast = data.cast(),
+          "{wait}INSERT INTO {table} ({sid}, {sess}, {exp}) \
+           SELECT v.sid{sid_cast}, v.sess{cast}, {at} \
+           FROM lock_wait, unnest($1::text[], $2::text[], $3::float8[]) AS v(sid, sess, expire_at) {upsert}",
+          wait = lock_wait(),
+          sid_cast = sid_type.cast,
           at = expire.at("v.expire_at")
         ),
         &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
       ),
+      set_one: Stmt::new(
+        format!(
+          "{wait}INSERT INTO {table} ({sid}, {sess}, {exp}) SELECT {one}, $2::text{cast}, {at} \
+           FROM lock_wait {upsert}",
+          wait = lock_wait(),
+          at = expire.at("$3::float8")
+        ),
+        &[Type::TEXT, Type::TEXT, Type::FLOAT8],
+      ),
+      touch_one: Stmt::new(
+        format!(
+          "{wait}UPDATE {table} SET {exp} = {} FROM lock_wait WHERE {sid} = {one}",
+          expire.at("$2::float8"),
+          wait = lock_wait()
+        ),
+        &[Type::TEXT, Type::FLOAT8],
+      ),
+      destroy_one: Stmt::new(
+        format!(
+          "{wait}DELETE FROM {table} USING lock_wait WHERE {sid} = {one}",
+          wait = lock_wait()
+        ),
+        &[Type::TEXT],
+      ),
       touch: Stmt::new(
         format!(
-          "UPDATE {table} SET {exp} = {} WHERE {sid} = $1::text",
+          "UPDATE {table} SET {exp} = {} WHERE {sid} = {one}",
           expire.at("$2::float8")
         ),
         &[Type::TEXT, Type::FLOAT8],
       ),
-      touch_many: Stmt::new(
+      touch_batch: Stmt::new(
         format!(
-          "UPDATE {table} AS s SET {exp} = {} \
-           FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) WHERE s.{sid} = v.sid \
-           RETURNING s.{sid}::text",
-          expire.at("v.expire_at")
+          "{wait}UPDATE {table} AS s SET {exp} = {at} \
+           FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
+           WHERE s.{sid} = v.sid{sid_cast} RETURNING v.sid",
+          wait = lock_wait(),
+          sid_cast = sid_type.cast,
+          at = expire.at("v.expire_at")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
       ),
       destroy: Stmt::new(
-        format!("DELETE FROM {table} WHERE {sid} = $1::text"),
+        format!("DELETE FROM {table} WHERE {sid} = {one}"),
         &[Type::TEXT],
+      ),
+      // Joined with unnest like the touch, so rows are found (and locked) in the array's order.
+      destroy_batch: Stmt::new(
+        format!(
+          "{wait}DELETE FROM {table} AS s USING lock_wait, unnest($1::text[]) AS v(sid) \
+           WHERE s.{sid} = v.sid{sid_cast}",
+          wait = lock_wait(),
+          sid_cast = sid_type.cast
+        ),
+        &[Type::TEXT_ARRAY],
       ),
       all: Stmt::new(
         format!("SELECT {sid}::text, {sess}::text FROM {table} WHERE {live}"),
@@ -298,13 +416,15 @@ impl Statements {
       ),
       clear: Stmt::new(format!("DELETE FROM {table}"), &[]),
       // SKIP LOCKED: two processes pruning at once never wait on (or deadlock with) each other.
-      // By ctid, not `sid IN (…)`: the planner turned that into a hash join over the whole
-      // table per batch (O(n²) over a large prune); a TID scan touches only the batch's rows.
+      // `= ANY(ARRAY(…))` probes the sid index once per chosen row (`IN (…)` became a hash join
+      // over the whole table). Not by ctid: a ctid is only unique within one partition or
+      // inheritance child. The outer expiry test is what makes it safe: a row is deleted only
+      // if it is itself expired, whatever else shares its sid.
       prune_batch: Stmt::new(
         format!(
-          "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {exp} < {} \
-           LIMIT $2::int8 FOR UPDATE SKIP LOCKED))",
-          expire.at("$1::float8")
+          "DELETE FROM {table} WHERE {sid} = ANY(ARRAY(SELECT {sid} FROM {table} WHERE {exp} < {at} \
+           LIMIT $2::int8 FOR UPDATE SKIP LOCKED)) AND {exp} < {at}",
+          at = expire.at("$1::float8")
         ),
         &[Type::FLOAT8, Type::INT8],
       ),
@@ -356,17 +476,29 @@ mod tests {
   fn statements_use_quoted_names_and_casts() {
     let t = QuotedTable::new(spec("user \"sessions\"")).unwrap();
     assert_eq!(t.qualified, "\"app\".\"user \"\"sessions\"\"\"");
-    let s = Statements::new(&t, DataType::Jsonb, ExpireType::Timestamp);
+    let s = Statements::new(
+      &t,
+      DataType::Jsonb,
+      ExpireType::Timestamp,
+      &SidType::default(),
+    );
     assert!(s.set.sql.contains("$2::text::jsonb"));
     assert!(s.get.sql.contains("to_timestamp($2::float8)::timestamp"));
     assert!(s.set.sql.contains("ON CONFLICT (\"sid\")"));
-    let s = Statements::new(&t, DataType::Text, ExpireType::Timestamptz);
+    let s = Statements::new(
+      &t,
+      DataType::Text,
+      ExpireType::Timestamptz,
+      &SidType::default(),
+    );
     assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
     assert!(!s.get.sql.contains("::timestamp "));
     assert_eq!(s.set.types.len(), 3);
     assert!(s.get.read_only && s.get_many.read_only && s.count.read_only);
     assert!(s.get_many.sql.contains("= ANY($1::text[])"));
-    assert!(!s.set.read_only && !s.touch_many.read_only && !s.prune_batch.read_only);
+    assert!(!s.set.read_only && !s.touch_batch.read_only && !s.prune_batch.read_only);
+    assert!(s.set_batch.sql.starts_with("WITH lock_wait"));
+    assert!(!s.prune_batch.sql.contains("ctid"));
   }
 
   #[test]
@@ -383,6 +515,31 @@ mod tests {
     assert!(long
       .create_table_sql()
       .contains("CREATE SCHEMA IF NOT EXISTS \"app\""));
+  }
+
+  #[test]
+  fn long_index_names_stay_distinct() {
+    let a = index_name(&format!("IDX_{}_a_expire", "t".repeat(60)));
+    let b = index_name(&format!("IDX_{}_b_expire", "t".repeat(60)));
+    assert!(a.len() <= MAX_IDENTIFIER_BYTES && b.len() <= MAX_IDENTIFIER_BYTES);
+    assert_ne!(a, b);
+    assert_eq!(index_name("IDX_session_expire"), "IDX_session_expire");
+    assert!(index_name(&"é".repeat(40)).len() <= MAX_IDENTIFIER_BYTES);
+  }
+
+  #[test]
+  fn non_text_sid_columns_are_cast() {
+    let t = QuotedTable::new(spec("t")).unwrap();
+    let uuid = SidType::from_pg("U", "uuid");
+    let s = Statements::new(&t, DataType::Json, ExpireType::Timestamp, &uuid);
+    assert!(s.get.sql.contains("\"sid\" = $1::text::uuid"));
+    assert!(s.get_many.sql.contains("ANY($1::text[]::uuid[])"));
+    assert!(s.destroy_batch.sql.contains("v.sid::uuid"));
+    assert!(s.set_batch.sql.contains("v.sid::uuid"));
+    assert!(!s.batch_gets);
+    assert!(SidType::from_pg("S", "character varying").is_text());
+    // char(n) compares as text: a cast to its type would cut ids.
+    assert!(SidType::from_pg("S", "bpchar").is_text());
   }
 
   #[test]

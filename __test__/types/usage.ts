@@ -36,9 +36,16 @@ const app = express()
 app.use(session({ store, secret: 'x', resave: false, saveUninitialized: false }))
 
 async function promises (): Promise<void> {
-  const sess: unknown = await store.get('sid')
-  await store.set('sid', { cookie: {} })
-  await store.touch('sid', { cookie: {} })
+  const sess = await store.get('sid')
+  // express-session's SessionData, augmented below: typed fields, and null for no session.
+  const visits: number | undefined = sess === null ? undefined : sess.visits
+  void visits
+  // @ts-expect-error a session may be missing: null must be handled
+  void sess.cookie
+  await store.set('sid', { cookie: new session.Cookie(), visits: 1 })
+  await store.ready()
+  new PGStoreClass({ conObject: { query_timeout: 5000 }, queryTimeout: 5000 })
+  await store.touch('sid', { cookie: new session.Cookie() })
   await store.destroy('sid')
   const all: unknown[] = await store.all()
   const ids: string[] = await store.ids()
@@ -54,7 +61,7 @@ async function promises (): Promise<void> {
 
 function callbacks (): void {
   store.get('sid', (err, sess) => { void [err, sess] })
-  store.set('sid', { cookie: {} }, (err) => { void err })
+  store.set('sid', { cookie: new session.Cookie() }, (err) => { void err })
   store.length((err, n) => { void [err, n] })
   store.pruneSessions((err, deleted) => { void [err, deleted] })
   store.on('disconnect', () => {})
@@ -70,3 +77,9 @@ new PGStoreClass({ columns: { id: 'sid' } })
 new PGStoreClass({ pruneSessionInterval: true })
 
 void [promises, callbacks, code]
+
+declare module 'express-session' {
+  interface SessionData {
+    visits?: number
+  }
+}

@@ -1,0 +1,103 @@
+// @ts-check
+'use strict'
+
+// The call bookkeeping of the native fast path (get, set, touch, destroy, clear): an id per
+// call in flight, the native answers turned back into each caller's callback or promise.
+
+const { fromNative } = require('./errors')
+
+/**
+ * Callback or promise: with a callback it is called once, on a later tick; without one the
+ * promise is returned, and a rejection nobody awaits is never an unhandled rejection.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {unknown} cb
+ * @returns {Promise<T> | undefined}
+ */
+function settle (promise, cb) {
+  if (typeof cb === 'function') {
+    promise.then((value) => process.nextTick(cb, null, value), (err) => process.nextTick(cb, err))
+    return undefined
+  }
+  promise.catch(() => {})
+  return promise
+}
+
+const MAX_CALL_ID = 0x7fffffff
+
+/**
+ * The calls in flight, by id. One table serves every store of the process, so the native side
+ * holds no reference to a store and an unused store can be garbage collected.
+ */
+class CallTable {
+  /** @param {number} [maxId] the id after which ids start again at 1 */
+  constructor (maxId = MAX_CALL_ID) {
+    this.maxId = maxId
+    this.lastId = 0
+    /** @type {Map<number, (err: Error | null, value?: any) => void>} */
+    this.inFlight = new Map()
+  }
+
+  /**
+   * Registers what to do with a call's answer; returns the id to send with it. Ids wrap to 1
+   * after `maxId`, skipping any still in flight: an id shared by two calls would hand one
+   * caller another's session.
+   * @param {(err: Error | null, value?: any) => void} finish
+   */
+  track (finish) {
+    if (this.inFlight.size >= this.maxId) throw new RangeError('express-pg-session: too many calls in flight')
+    do {
+      this.lastId = this.lastId >= this.maxId ? 1 : this.lastId + 1
+    } while (this.inFlight.has(this.lastId))
+    this.inFlight.set(this.lastId, finish)
+    return this.lastId
+  }
+
+  /** @param {number} id a call that will not be answered (its start threw) */
+  forget (id) {
+    this.inFlight.delete(id)
+  }
+
+  /**
+   * Called by the native store with the answers that are ready: `[id, value, …]`, a failed
+   * call's id negated and its value the coded message. Must never throw: a throw here would
+   * lose the answers after it.
+   * @param {any[]} answers
+   */
+  deliver (answers) {
+    for (let i = 0; i < answers.length; i += 2) {
+      const failed = answers[i] < 0
+      const id = failed ? -answers[i] : answers[i]
+      const finish = this.inFlight.get(id)
+      if (finish === undefined) continue
+      this.inFlight.delete(id)
+      try {
+        if (failed) finish(fromNative(new Error(answers[i + 1])))
+        else finish(null, answers[i + 1])
+      } catch (err) {
+        process.nextTick(() => { throw err })
+      }
+    }
+  }
+}
+
+/**
+ * How a fast-path call answers its caller: the callback once, on a later tick, or a promise
+ * that never becomes an unhandled rejection.
+ * @param {unknown} cb
+ * @returns {{ reply: (err: Error | null, value?: any) => void, promise: Promise<any> | undefined }}
+ */
+function replier (cb) {
+  if (typeof cb === 'function') {
+    return { reply: (err, value) => process.nextTick(/** @type {Function} */ (cb), err, value), promise: undefined }
+  }
+  /** @type {(err: Error | null, value?: any) => void} */
+  let reply = () => {}
+  const promise = new Promise((resolve, reject) => {
+    reply = (err, value) => (err ? reject(err) : resolve(value))
+  })
+  promise.catch(() => {})
+  return { reply, promise }
+}
+
+module.exports = { CallTable, calls: new CallTable(), settle, replier }

@@ -1,0 +1,209 @@
+// @ts-check
+'use strict'
+
+// The user's options: checked, then turned into what the native store takes (connection
+// settings in pg's shapes and precedence, the table and its columns).
+
+const { badOption } = require('./errors')
+
+const COLUMN_KEYS = ['session_id', 'session_data', 'expire']
+const KNOWN_OPTIONS = [
+  'pool', 'pgPromise', 'conObject', 'conString', 'replicas', 'schemaName', 'tableName', 'columns',
+  'createTableIfMissing', 'ttl', 'disableTouch', 'touchAfter', 'pruneSessionInterval',
+  'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
+  'connectionEvents', 'queryTimeout',
+]
+/** Unknown option names already warned about: once per name and process. */
+const warned = new Set()
+
+/**
+ * Edit distance between two names (case-insensitive), for "did you mean".
+ * @param {string} a @param {string} b
+ */
+function distance (a, b) {
+  a = a.toLowerCase()
+  b = b.toLowerCase()
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]
+}
+
+/**
+ * Warns once per name about options the store does not know (a typo is otherwise silently
+ * ignored: `tablename` would write to the default table), naming the closest known option.
+ * @param {Record<string, any>} options
+ */
+function warnUnknown (options) {
+  for (const key of Object.keys(options)) {
+    if (KNOWN_OPTIONS.includes(key) || warned.has(key)) continue
+    warned.add(key)
+    const [best] = KNOWN_OPTIONS.map((name) => ({ name, d: distance(key, name) })).sort((x, y) => x.d - y.d)
+    const hint = best.d <= Math.max(2, Math.floor(key.length / 3)) ? ` Did you mean \`${best.name}\`?` : ''
+    process.emitWarning(`express-pg-session: unknown option \`${key}\` is ignored.${hint}`, { code: 'PG_SESSION_UNKNOWN_OPTION' })
+  }
+}
+
+/** @param {unknown} value @returns {value is Record<string, any>} */
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * @param {Record<string, any>} options
+ * @param {string} name
+ * @param {string} type
+ * @param {string} [expected]
+ */
+function checkType (options, name, type, expected = `a ${type}`) {
+  if (options[name] !== undefined && typeof options[name] !== type) throw badOption(name, expected)
+}
+
+/** @param {unknown} pem */
+function pemText (pem) {
+  if (pem === undefined || pem === null) return undefined
+  if (Array.isArray(pem)) return pem.map((p) => String(p)).join('\n')
+  return String(pem)
+}
+
+/**
+ * pg's `ssl` option → the native TLS settings.
+ * @param {unknown} ssl
+ */
+function tlsFrom (ssl) {
+  if (ssl === undefined || ssl === null) return undefined
+  if (ssl === false) return { mode: 'disable' }
+  if (ssl === true) return { mode: 'verify-full' }
+  if (typeof ssl === 'string') return { mode: ssl }
+  if (!isObject(ssl)) throw badOption('ssl', 'a boolean or an object')
+  let mode = typeof ssl.mode === 'string' ? ssl.mode : 'verify-full'
+  if (ssl.rejectUnauthorized === false) mode = 'no-verify'
+  // A custom identity check means the user vouches for the host name; the chain is still checked.
+  else if (typeof ssl.checkServerIdentity === 'function' && ssl.mode === undefined) mode = 'verify-ca'
+  return { mode, ca: pemText(ssl.ca), cert: pemText(ssl.cert), key: pemText(ssl.key) }
+}
+
+/**
+ * pg's connection config (`conObject`, `pool.options`, pg-promise's `$cn`) → native settings.
+ * @param {string | Record<string, any>} config
+ * @param {string} option
+ */
+function connectionFrom (config, option) {
+  if (typeof config === 'string') return { connection: { connectionString: config } }
+  if (!isObject(config)) throw badOption(option, 'a connection string or a pg config object')
+  if (config.password !== undefined && typeof config.password !== 'string') {
+    throw badOption(`${option}.password`, 'a string (password functions are not supported)')
+  }
+  const port = config.port === undefined || config.port === null ? undefined : Number(config.port)
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
+    throw badOption(`${option}.port`, 'a port number')
+  }
+  const statementTimeout = typeof config.statement_timeout === 'number' ? config.statement_timeout : undefined
+  return {
+    connection: {
+      connectionString: config.connectionString,
+      host: config.host,
+      port,
+      user: config.user,
+      password: config.password,
+      database: config.database,
+      applicationName: config.application_name,
+      statementTimeout,
+      ssl: tlsFrom(config.ssl),
+    },
+    max: typeof config.max === 'number' ? config.max : undefined,
+    connectionTimeoutMillis: typeof config.connectionTimeoutMillis === 'number' ? config.connectionTimeoutMillis : undefined,
+    queryTimeout: typeof config.query_timeout === 'number' ? config.query_timeout : undefined,
+    idleTimeoutMillis: typeof config.idleTimeoutMillis === 'number' ? config.idleTimeoutMillis : undefined,
+  }
+}
+
+/**
+ * Where to connect, in connect-pg-simple's order of precedence.
+ * @param {Record<string, any>} options
+ */
+function primaryFrom (options) {
+  if (options.pool !== undefined) {
+    if (!isObject(options.pool)) throw badOption('pool', 'a pg.Pool')
+    return connectionFrom(options.pool.options || {}, 'pool.options')
+  }
+  if (options.pgPromise !== undefined) {
+    if (!isObject(options.pgPromise) && typeof options.pgPromise !== 'function') throw badOption('pgPromise', 'a pg-promise database')
+    if (typeof options.pgPromise.any !== 'function') {
+      throw badOption('pgPromise', 'an existing and configured pg-promise database instance')
+    }
+    return connectionFrom(options.pgPromise.$cn || {}, 'pgPromise.$cn')
+  }
+  if (options.conObject !== undefined) return connectionFrom(options.conObject, 'conObject')
+  const conString = options.conString || process.env.DATABASE_URL
+  return connectionFrom(conString ? { connectionString: conString } : {}, 'conString')
+}
+
+/**
+ * Table and column names, accepting connect-pg-simple's old `schema"."table` form.
+ * @param {Record<string, any>} options
+ */
+function tableFrom (options) {
+  checkType(options, 'schemaName', 'string')
+  checkType(options, 'tableName', 'string')
+  let schemaName = options.schemaName || undefined
+  let tableName = options.tableName || 'session'
+  const legacy = /^([^"]+)"\."([^"]+)$/.exec(tableName)
+  if (!schemaName && legacy) {
+    process.emitWarning(
+      'Schema should be provided through its dedicated "schemaName" option rather than through "tableName"',
+      'DeprecationWarning'
+    )
+    schemaName = legacy[1]
+    tableName = legacy[2]
+  }
+  const columns = options.columns === undefined ? {} : options.columns
+  if (!isObject(columns)) throw badOption('columns', 'an object')
+  for (const key of Object.keys(columns)) {
+    if (!COLUMN_KEYS.includes(key)) throw badOption(`columns.${key}`, `one of ${COLUMN_KEYS.join(', ')} (unknown key)`)
+    if (typeof columns[key] !== 'string' || columns[key] === '') throw badOption(`columns.${key}`, 'a non-empty string')
+  }
+  return {
+    schemaName,
+    tableName,
+    sessionIdColumn: columns.session_id || 'sid',
+    sessionDataColumn: columns.session_data || 'sess',
+    expireColumn: columns.expire || 'expire',
+  }
+}
+
+/** @param {Record<string, any>} options */
+function validate (options) {
+  if (!isObject(options)) throw badOption('options', 'an object')
+  warnUnknown(options)
+  for (const name of ['createTableIfMissing', 'disableTouch', 'preparedStatements', 'connectionEvents']) {
+    checkType(options, name, 'boolean')
+  }
+  checkType(options, 'errorLog', 'function')
+  checkType(options, 'conString', 'string')
+  const millis = options.queryTimeout
+  if (millis !== undefined && !(Number.isInteger(millis) && millis > 0)) throw badOption('queryTimeout', 'a positive number of milliseconds')
+  const seconds = (/** @type {string} */ name) => {
+    const v = options[name]
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw badOption(name, 'a number of seconds, 0 or more')
+  }
+  if (typeof options.ttl !== 'function') seconds('ttl')
+  seconds('touchAfter')
+  if (options.pruneSessionInterval !== false) seconds('pruneSessionInterval')
+  const randomized = options.pruneSessionRandomizedInterval
+  if (randomized !== undefined && randomized !== false && typeof randomized !== 'function') {
+    throw badOption('pruneSessionRandomizedInterval', 'false or a function (delay) => delay')
+  }
+  const serializer = options.serializer
+  if (serializer !== undefined && !(isObject(serializer) && typeof serializer.stringify === 'function' && typeof serializer.parse === 'function')) {
+    throw badOption('serializer', 'an object with stringify and parse functions')
+  }
+  if (options.replicas !== undefined && !Array.isArray(options.replicas)) throw badOption('replicas', 'an array of connection strings or pg config objects')
+  const batch = options.pruneBatchSize
+  if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) throw badOption('pruneBatchSize', 'a positive integer')
+}
+
+module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, validate }

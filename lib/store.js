@@ -1,0 +1,408 @@
+// @ts-check
+'use strict'
+
+// The express-session Store: the JS half of every call (the clock, JSON, ttl, callbacks and
+// promises, timers, connection events). Every database call goes to the native store
+// (src/store.rs); get, set, touch, destroy and clear take the ordered fast path (lib/calls.js).
+
+const { codedError, fromNative } = require('./errors')
+const { connectionFrom, primaryFrom, tableFrom, validate, isObject } = require('./options')
+const { calls, settle, replier } = require('./calls')
+
+const ONE_DAY_SECONDS = 86400
+const DEFAULT_PRUNE_INTERVAL_SECONDS = 60
+const HEALTH_PROBE_MS = 1000
+const TOUCH_MEMORY_LIMIT = 100000
+// With the `u` flag a surrogate only matches when unpaired; NUL is the one control character
+// PostgreSQL text cannot hold.
+// oxlint-disable-next-line no-control-regex
+const UNSTORABLE_SID = /[\u0000\uD800-\uDFFF]/u
+// Codes after which the database is unreachable rather than the call wrong.
+const CONNECTION_CODES = new Set([
+  'ERR_PG_SESSION_CONNECT',
+  'ERR_PG_SESSION_TIMEOUT',
+  'ERR_PG_SESSION_CONNECTION_LOST',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300', // too many connections
+])
+
+/** @param {unknown} sid */
+function checkSid (sid) {
+  if (typeof sid !== 'string' || sid === '') {
+    throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: the session id must be a non-empty string, got ${sid === '' ? 'an empty string' : typeof sid}`, TypeError)
+  }
+  // PostgreSQL text cannot hold NUL, and a lone surrogate becomes U+FFFD on its way to UTF-8,
+  // so two different ids would share one row.
+  if (UNSTORABLE_SID.test(sid)) {
+    throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the session id holds a NUL character or a lone UTF-16 surrogate', TypeError)
+  }
+}
+
+/**
+ * The store class for express-session's `Store` and the native class.
+ * @param {any} Store express-session's Store
+ * @param {any} NativeStore the native class (binding.js)
+ */
+module.exports = function storeClass (Store, NativeStore) {
+  class PGStore extends Store {
+    /** @type {import("../binding").NativeStore} */ #native
+    /** @type {(typeof console.error)} */ #errorLog
+    /** @type {{ stringify: (v: any) => string, parse: (s: string) => any }} */ #serializer
+    /** @type {number | ((sess: any) => number) | undefined} */ #ttl
+    /** @type {boolean} */ #disableTouch
+    /** @type {number} */ #touchAfterMs
+    /** @type {Map<string, number>} sid → when this store last wrote its expiry */ #lastWrite = new Map()
+    /** @type {number | false} */ #pruneIntervalMs
+    /** @type {((delay: number) => number) | undefined} */ #randomizePrune
+    /** @type {NodeJS.Timeout | undefined} */ #pruneTimer
+    /** @type {boolean} */ #closed = false
+    /** @type {boolean} */ #connectionEvents
+    /** @type {boolean} */ #connected = true
+    /** @type {NodeJS.Timeout | undefined} */ #probeTimer
+
+    /** @param {Record<string, any>} [options] */
+    constructor (options = {}) {
+      validate(options)
+      super(options)
+      const primary = primaryFrom(options)
+      const replicas = (options.replicas || []).map((/** @type {any} */ r, /** @type {number} */ i) => connectionFrom(r, `replicas[${i}]`).connection)
+      try {
+        this.#native = new NativeStore({
+          ...primary,
+          replicas,
+          ...tableFrom(options),
+          createTableIfMissing: !!options.createTableIfMissing,
+          queryTimeout: options.queryTimeout !== undefined ? options.queryTimeout : primary.queryTimeout,
+          preparedStatements: options.preparedStatements !== false,
+          pruneBatchSize: options.pruneBatchSize,
+        }, (/** @type {any[]} */ answers) => calls.deliver(answers))
+      } catch (err) {
+        throw fromNative(err)
+      }
+      this.#errorLog = options.errorLog || console.error.bind(console)
+      this.#serializer = options.serializer || JSON
+      this.#ttl = options.ttl
+      this.#disableTouch = !!options.disableTouch
+      this.#touchAfterMs = (options.touchAfter || 0) * 1000
+      this.#connectionEvents = !!options.connectionEvents
+      if (options.pruneSessionInterval === false) {
+        this.#pruneIntervalMs = false
+      } else {
+        this.#pruneIntervalMs = (options.pruneSessionInterval || DEFAULT_PRUNE_INTERVAL_SECONDS) * 1000
+        if (options.pruneSessionRandomizedInterval !== false) {
+          // 50–150% of the interval, so several app instances do not prune in step.
+          this.#randomizePrune = options.pruneSessionRandomizedInterval ||
+            ((/** @type {number} */ delay) => Math.ceil(delay / 2 + delay * Math.random()))
+        }
+      }
+    }
+
+    /**
+     * Runs one store call: starts the prune timer, maps native errors, tracks connectivity.
+     * @template T
+     * @param {() => Promise<T>} work
+     * @returns {Promise<T>}
+     */
+    async #call (work) {
+      this.#schedulePrune()
+      try {
+        const value = await work()
+        this.#observe(null)
+        return value
+      } catch (err) {
+        const coded = fromNative(err)
+        this.#observe(coded)
+        throw coded
+      }
+    }
+
+    /**
+     * What a call's outcome says of the database's reachability (for `connectionEvents`).
+     * @param {any} err
+     */
+    #observe (err) {
+      if (!err) {
+        if (!this.#connected) this.#markConnected()
+      } else if (CONNECTION_CODES.has(err.code)) {
+        this.#markDisconnected(err)
+      }
+    }
+
+    /** @param {any} sess @returns {number} ms since the epoch */
+    #expireAt (sess) {
+      if (this.#ttl !== undefined) {
+        const ttl = typeof this.#ttl === 'function' ? this.#ttl(sess) : this.#ttl
+        if (typeof ttl !== 'number' || !Number.isFinite(ttl)) {
+          throw codedError('ERR_PG_SESSION_INVALID_OPTION', 'express-pg-session: the `ttl` function must return a number of seconds', TypeError)
+        }
+        return Date.now() + ttl * 1000
+      }
+      let at
+      try {
+        const expires = sess && sess.cookie && sess.cookie.expires
+        at = expires ? new Date(expires).getTime() : NaN
+      } catch (cause) {
+        // A getter that throws, a Symbol, an object whose valueOf throws.
+        throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: session.cookie.expires could not be read as a date', TypeError, cause)
+      }
+      return Number.isFinite(at) ? at : Date.now() + ONE_DAY_SECONDS * 1000
+    }
+
+    /** @param {any} sess */
+    #stringify (sess) {
+      if (typeof sess !== 'object' || sess === null) {
+        throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the session must be an object', TypeError)
+      }
+      let text
+      try {
+        text = this.#serializer.stringify(sess)
+      } catch (cause) {
+        throw codedError('ERR_PG_SESSION_SERIALIZE', `express-pg-session: the session could not be serialized (${/** @type {Error} */ (cause).message})`, TypeError, cause)
+      }
+      if (typeof text !== 'string') {
+        throw codedError('ERR_PG_SESSION_SERIALIZE', 'express-pg-session: the serializer did not return a string', TypeError)
+      }
+      return text
+    }
+
+    /** @param {string} text @returns {any} the session, or undefined when the text is not valid */
+    #parse (text) {
+      let sess
+      try {
+        sess = this.#serializer.parse(text)
+      } catch {
+        return undefined
+      }
+      // A row holding `42` or `[]` is no session either; express-session would throw reading its cookie.
+      return isObject(sess) ? sess : undefined
+    }
+
+    /** @param {string} sid */
+    #rememberWrite (sid) {
+      if (this.#touchAfterMs <= 0) return
+      this.#lastWrite.delete(sid)
+      this.#lastWrite.set(sid, Date.now())
+      if (this.#lastWrite.size > TOUCH_MEMORY_LIMIT) {
+        // Maps iterate in insertion order: the first key is the oldest write.
+        this.#lastWrite.delete(/** @type {string} */ (this.#lastWrite.keys().next().value))
+      }
+    }
+
+    /**
+     * One call on the native fast path. `send(id)` starts it; `then(value, reply)` turns the
+     * native answer into the caller's. What `send` throws (a bad id, a bad session) is the
+     * caller's error.
+     * @param {unknown} cb
+     * @param {(id: number) => void} send
+     * @param {(value: any, reply: (err: Error | null, value?: any) => void) => void} then
+     */
+    #fast (cb, send, then) {
+      this.#schedulePrune()
+      const { reply, promise } = replier(cb)
+      const finish = (/** @type {Error | null} */ err, /** @type {any} */ value) => {
+        if (err) {
+          this.#observe(err)
+          return reply(err)
+        }
+        try {
+          this.#observe(null)
+          then(value, reply)
+        } catch (thrown) {
+          reply(/** @type {Error} */ (thrown))
+        }
+      }
+      let id = 0
+      try {
+        id = calls.track(finish)
+        send(id)
+      } catch (err) {
+        calls.forget(id)
+        reply(fromNative(err))
+      }
+      return promise
+    }
+
+    /**
+     * @param {string} sid
+     * @param {(err: Error | null, session?: any) => void} [cb]
+     */
+    get (sid, cb) {
+      return this.#fast(cb, (id) => {
+        checkSid(sid)
+        this.#native.startGet(id, sid, Date.now())
+      }, (text, reply) => {
+        if (text === null || text === undefined) return reply(null, null)
+        const sess = this.#parse(text)
+        if (sess !== undefined && sess !== null) return reply(null, sess)
+        // Unreadable data: drop the row and start afresh, as connect-pg-simple does.
+        this.#lastWrite.delete(sid)
+        const id = calls.track((err) => reply(err, null))
+        this.#native.startDestroy(id, sid)
+      })
+    }
+
+    /**
+     * @param {string} sid
+     * @param {any} sess
+     * @param {(err?: Error | null) => void} [cb]
+     */
+    set (sid, sess, cb) {
+      return this.#fast(cb, (id) => {
+        checkSid(sid)
+        const text = this.#stringify(sess)
+        this.#native.startSet(id, sid, text, this.#expireAt(sess))
+      }, (_, reply) => {
+        this.#rememberWrite(sid)
+        reply(null)
+      })
+    }
+
+    /**
+     * @param {string} sid
+     * @param {any} sess
+     * @param {(err?: Error | null) => void} [cb]
+     */
+    touch (sid, sess, cb) {
+      return this.#fast(cb, (id) => {
+        checkSid(sid)
+        const written = this.#lastWrite.get(sid)
+        if (this.#disableTouch || (written !== undefined && Date.now() - written < this.#touchAfterMs)) {
+          // Nothing to send: answer as if the native call had.
+          calls.deliver([id, null])
+          return
+        }
+        this.#native.startTouch(id, sid, this.#expireAt(sess))
+      }, (found, reply) => {
+        if (found !== null) this.#rememberWrite(sid)
+        reply(null)
+      })
+    }
+
+    /**
+     * @param {string} sid
+     * @param {(err?: Error | null) => void} [cb]
+     */
+    destroy (sid, cb) {
+      return this.#fast(cb, (id) => {
+        checkSid(sid)
+        this.#lastWrite.delete(sid)
+        this.#native.startDestroy(id, sid)
+      }, (_, reply) => reply(null))
+    }
+
+    /** @param {(err: Error | null, sessions?: any[]) => void} [cb] */
+    all (cb) {
+      return settle(this.#call(async () => {
+        const rows = await this.#native.all(Date.now())
+        const sessions = []
+        for (const row of rows) {
+          const sess = this.#parse(row.data)
+          if (sess !== undefined && sess !== null) sessions.push(sess)
+        }
+        return sessions
+      }), cb)
+    }
+
+    /** @param {(err: Error | null, ids?: string[]) => void} [cb] */
+    ids (cb) {
+      return settle(this.#call(() => this.#native.ids(Date.now())), cb)
+    }
+
+    /** @param {(err: Error | null, length?: number) => void} [cb] */
+    length (cb) {
+      return settle(this.#call(() => this.#native.length(Date.now())), cb)
+    }
+
+    /** @param {(err?: Error | null) => void} [cb] */
+    clear (cb) {
+      return this.#fast(cb, (id) => {
+        this.#lastWrite.clear()
+        this.#native.startClear(id)
+      }, (_, reply) => reply(null))
+    }
+
+    /**
+     * Deletes expired sessions now, then re-arms the timer.
+     * @param {(err: Error | null, deleted?: number) => void} [cb]
+     */
+    pruneSessions (cb) {
+      clearTimeout(this.#pruneTimer)
+      this.#pruneTimer = undefined
+      const run = this.#call(() => this.#native.prune(Date.now()))
+      run.then(() => this.#schedulePrune(), (err) => {
+        if (typeof cb !== 'function') this.#errorLog('Failed to prune sessions:', err)
+        this.#schedulePrune()
+      })
+      return settle(run, cb)
+    }
+
+    /**
+     * Resolves once the database answers and the table is usable (created first with
+     * `createTableIfMissing`); rejects with the coded error calls would meet. Call it at boot.
+     * @param {(err?: Error | null) => void} [cb]
+     */
+    ready (cb) {
+      return settle(this.#call(() => this.#native.ready()), cb)
+    }
+
+    /** Pool sizes and call counters. */
+    stats () {
+      return this.#native.stats()
+    }
+
+    /**
+     * Stops the timers and closes the store's connections (never a pool passed in).
+     * @param {(err?: Error | null) => void} [cb]
+     */
+    close (cb) {
+      this.#closed = true
+      clearTimeout(this.#pruneTimer)
+      clearTimeout(this.#probeTimer)
+      this.#pruneTimer = undefined
+      this.#probeTimer = undefined
+      return settle(this.#native.close().catch((err) => { throw fromNative(err) }), cb)
+    }
+
+    get closed () {
+      return this.#closed
+    }
+
+    #schedulePrune () {
+      if (this.#pruneIntervalMs === false || this.#closed || this.#pruneTimer) return
+      const delay = this.#randomizePrune ? this.#randomizePrune(this.#pruneIntervalMs) : this.#pruneIntervalMs
+      this.#pruneTimer = setTimeout(() => {
+        this.#pruneTimer = undefined
+        this.pruneSessions()
+      }, delay)
+      this.#pruneTimer.unref()
+    }
+
+    /** @param {Error} err */
+    #markDisconnected (err) {
+      if (!this.#connectionEvents || !this.#connected || this.#closed) return
+      this.#connected = false
+      this.emit('disconnect', err)
+      this.#probe()
+    }
+
+    #markConnected () {
+      this.#connected = true
+      clearTimeout(this.#probeTimer)
+      this.#probeTimer = undefined
+      this.emit('connect')
+    }
+
+    // While disconnected, express-session stops calling the store, so the store looks itself.
+    #probe () {
+      this.#probeTimer = setTimeout(() => {
+        if (this.#closed || this.#connected) return
+        this.#native.ping().then(() => this.#markConnected(), () => this.#probe())
+      }, HEALTH_PROBE_MS)
+      this.#probeTimer.unref()
+    }
+  }
+
+  return PGStore
+}

@@ -1,0 +1,313 @@
+//! Sends one batch (see `calls`): one statement for its sessions, and what happens when that
+//! statement fails. A failure every session shares (a lost connection, a timeout, a missing
+//! table) fails them all. A failure one session may cause alone (its row locked elsewhere past
+//! the batch's short lock wait, its data or id refused) sends each session on its own, after
+//! freeing the batch's slot, so only the session at fault waits or fails.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+
+use crate::calls::{Batch, Calls, Item, Kind, Outcome, Work};
+use crate::engine::Engine;
+use crate::error::{StoreError, StoreResult};
+use crate::pool::Params;
+use crate::sql::Statements;
+
+type Finished = Vec<(String, StoreResult<Outcome>)>;
+
+/// Reports its sessions as failed if the task ends without reporting them (a panic), so they are
+/// answered and their next calls can go; `report` hands the outcome over normally.
+struct Report {
+  calls: Arc<Calls>,
+  slot: Option<Kind>,
+  sids: Vec<String>,
+  clear: bool,
+}
+
+impl Report {
+  fn report(mut self, finished: Finished) {
+    let (calls, slot) = (self.calls.clone(), self.slot.take());
+    self.sids.clear();
+    calls.complete(slot, finished);
+  }
+}
+
+impl Drop for Report {
+  fn drop(&mut self) {
+    if self.clear {
+      self.calls.complete_clear(Err(StoreError::dropped()));
+    } else if self.slot.is_some() || !self.sids.is_empty() {
+      let failed = self
+        .sids
+        .drain(..)
+        .map(|sid| (sid, Err(StoreError::dropped())))
+        .collect();
+      self.calls.complete(self.slot.take(), failed);
+    }
+  }
+}
+
+pub async fn send(calls: Arc<Calls>, batch: Batch) {
+  match batch {
+    Batch::Clear => {
+      let mut report = Report {
+        calls: calls.clone(),
+        slot: None,
+        sids: Vec::new(),
+        clear: true,
+      };
+      let result = clear(calls.engine()).await;
+      report.clear = false;
+      calls.complete_clear(result);
+    }
+    Batch::Of(kind, items) => {
+      let report = Report {
+        calls: calls.clone(),
+        slot: Some(kind),
+        sids: items.iter().map(|i| i.sid.clone()).collect(),
+        clear: false,
+      };
+      match kind {
+        Kind::Get => gets(report, items).await,
+        _ => writes(report, kind, items).await,
+      }
+    }
+  }
+}
+
+async fn clear(engine: &Engine) -> StoreResult<Outcome> {
+  let st = engine.statements().await?;
+  engine.primary.run(&st.clear, &[]).await?;
+  Ok(Outcome::Done)
+}
+
+fn fail_all(items: Vec<Item>, err: &StoreError) -> Finished {
+  items
+    .into_iter()
+    .map(|item| (item.sid, Err(err.clone())))
+    .collect()
+}
+
+fn now_of(item: &Item) -> f64 {
+  match item.work {
+    Work::Get { now } => now,
+    _ => f64::INFINITY,
+  }
+}
+
+async fn gets(report: Report, items: Vec<Item>) {
+  let engine = report.calls.engine().clone();
+  let finished = match engine.statements().await {
+    Err(e) => fail_all(items, &e),
+    // With replicas each get goes alone, so a miss on the replica can be asked of the primary.
+    Ok(st) if items.len() == 1 || !st.batch_gets || engine.has_replicas() => {
+      gets_one_by_one(&engine, st, items).await
+    }
+    Ok(st) => {
+      let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
+      // The earliest caller's clock: a session live when any of these calls was made is
+      // returned (calls in one batch were made within a few milliseconds of each other).
+      let now = items.iter().map(now_of).fold(f64::INFINITY, f64::min);
+      let params: Params = &[&sids, &now];
+      match engine.primary.run(&st.get_many, params).await {
+        Ok((rows, _)) => {
+          // A NULL in the data column (a row written by hand) is no session.
+          let mut found: HashMap<String, String> = rows
+            .iter()
+            .filter_map(|r| Some((r.get(0), r.get::<_, Option<String>>(1)?)))
+            .collect();
+          items
+            .into_iter()
+            .map(|i| {
+              let text = found.remove(&i.sid);
+              (i.sid, Ok(Outcome::Text(text)))
+            })
+            .collect()
+        }
+        Err(e) if e.is_per_session() => gets_one_by_one(&engine, st, items).await,
+        Err(e) => fail_all(items, &e),
+      }
+    }
+  };
+  report.report(finished);
+}
+
+async fn gets_one_by_one(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finished {
+  join_all(items.into_iter().map(|item| async move {
+    let text = engine.get_one(st, &item.sid, now_of(&item)).await;
+    (item.sid, text.map(Outcome::Text))
+  }))
+  .await
+}
+
+async fn writes(report: Report, kind: Kind, mut items: Vec<Item>) {
+  let calls = report.calls.clone();
+  let engine = calls.engine().clone();
+  let st = match engine.statements().await {
+    Ok(st) => st,
+    Err(e) => return report.report(fail_all(items, &e)),
+  };
+  // One order for every batch of every process: two batches never wait on each other in a cycle.
+  items.sort_unstable_by(|a, b| a.sid.cmp(&b.sid));
+  match write_batch(&engine, st, kind, &items).await {
+    Ok(finished) => report.report(finished),
+    Err(e) if e.is_per_session() => {
+      // The slot is free before the sessions go one by one: new batches of this kind need not
+      // wait for a session whose row stays locked.
+      report.report(Vec::new());
+      for item in items {
+        let one = Report {
+          calls: calls.clone(),
+          slot: None,
+          sids: vec![item.sid.clone()],
+          clear: false,
+        };
+        tokio::spawn(async move {
+          let result = write_one(one.calls.engine(), &item).await;
+          one.report(vec![(item.sid, result)]);
+        });
+      }
+    }
+    Err(e) => report.report(fail_all(items, &e)),
+  }
+}
+
+/// The batch statement of `kind` for `items` (distinct sids, sorted); a batch of one goes as the
+/// single-row form of it, which costs the server less.
+async fn write_batch(
+  engine: &Engine,
+  st: &Statements,
+  kind: Kind,
+  items: &[Item],
+) -> StoreResult<Finished> {
+  if let [item] = items {
+    let outcome = write_lone(engine, st, item).await?;
+    return Ok(vec![(item.sid.clone(), Ok(outcome))]);
+  }
+  let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
+  let done = || -> Finished {
+    items
+      .iter()
+      .map(|i| (i.sid.clone(), Ok(Outcome::Done)))
+      .collect()
+  };
+  match kind {
+    Kind::Set => {
+      let mut jsons = Vec::with_capacity(items.len());
+      let mut expire_ats = Vec::with_capacity(items.len());
+      for item in items {
+        if let Work::Set {
+          session_json,
+          expire_at,
+        } = &item.work
+        {
+          jsons.push(session_json.as_str());
+          expire_ats.push(*expire_at);
+        }
+      }
+      let params: Params = &[&sids, &jsons, &expire_ats];
+      engine.primary.run(&st.set_batch, params).await?;
+      Ok(done())
+    }
+    Kind::Touch => {
+      let expire_ats: Vec<f64> = items
+        .iter()
+        .map(|i| match i.work {
+          Work::Touch { expire_at } => expire_at,
+          _ => f64::NAN,
+        })
+        .collect();
+      let params: Params = &[&sids, &expire_ats];
+      let (rows, _) = engine.primary.run(&st.touch_batch, params).await?;
+      let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+      Ok(
+        items
+          .iter()
+          .map(|i| {
+            let found = touched.contains(i.sid.as_str());
+            (i.sid.clone(), Ok(Outcome::Found(found)))
+          })
+          .collect(),
+      )
+    }
+    Kind::Destroy => {
+      let params: Params = &[&sids];
+      engine.primary.run(&st.destroy_batch, params).await?;
+      Ok(done())
+    }
+    Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
+  }
+}
+
+/// How long a single-row write may wait for a row lock.
+#[derive(Clone, Copy)]
+enum LockWait {
+  /// The batches' short wait (a batch of one).
+  Short,
+  /// As long as queryTimeout allows (a session sent on its own after a short wait ran out).
+  Long,
+}
+
+/// A batch of one: the single-row statement with the batches' short lock wait.
+async fn write_lone(engine: &Engine, st: &Statements, item: &Item) -> StoreResult<Outcome> {
+  write_single(engine, st, item, LockWait::Short).await
+}
+
+/// One session's write on its own: it waits for a row lock as long as queryTimeout allows,
+/// holding a connection, so at most half the pool's sessions wait so at once.
+async fn write_one(engine: &Engine, item: &Item) -> StoreResult<Outcome> {
+  let st = engine.statements().await?;
+  let _turn = engine.lock_waiter().await?;
+  match (
+    write_single(engine, st, item, LockWait::Long).await,
+    &item.work,
+  ) {
+    // An id the sid column cannot hold (a uuid column) names no session to touch or delete.
+    (Err(e), Work::Touch { .. }) if st.typed_sid && e.is_bad_input() => Ok(Outcome::Found(false)),
+    (Err(e), Work::Destroy) if st.typed_sid && e.is_bad_input() => Ok(Outcome::Done),
+    (result, _) => result,
+  }
+}
+
+async fn write_single(
+  engine: &Engine,
+  st: &Statements,
+  item: &Item,
+  wait: LockWait,
+) -> StoreResult<Outcome> {
+  let sid = item.sid.as_str();
+  let short = matches!(wait, LockWait::Short);
+  let pick = |one, long| if short { one } else { long };
+  match &item.work {
+    Work::Set {
+      session_json,
+      expire_at,
+    } => {
+      let params: Params = &[&sid, session_json, expire_at];
+      engine
+        .primary
+        .run(pick(&st.set_one, &st.set), params)
+        .await?;
+      Ok(Outcome::Done)
+    }
+    Work::Touch { expire_at } => {
+      let params: Params = &[&sid, expire_at];
+      let (_, changed) = engine
+        .primary
+        .run(pick(&st.touch_one, &st.touch), params)
+        .await?;
+      Ok(Outcome::Found(changed > 0))
+    }
+    Work::Destroy => {
+      let params: Params = &[&sid];
+      engine
+        .primary
+        .run(pick(&st.destroy_one, &st.destroy), params)
+        .await?;
+      Ok(Outcome::Done)
+    }
+    Work::Get { now } => Ok(Outcome::Text(engine.get_one(st, sid, *now).await?)),
+  }
+}

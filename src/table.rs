@@ -1,0 +1,157 @@
+//! What the session table looks like, learned once: one catalog query (creating the table when
+//! asked to), then the statement text. Calls that arrive while the lookup runs share it and its
+//! outcome: a failed lookup fails them all at once, and the next call tries again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use crate::error::{StoreError, StoreResult};
+use crate::pool::Target;
+use crate::sql::{DataType, ExpireType, QuotedTable, SidType, Statements};
+
+type Lookup = Shared<BoxFuture<'static, StoreResult<Arc<Statements>>>>;
+
+pub struct Table {
+  quoted: Arc<QuotedTable>,
+  create: bool,
+  ready: OnceLock<Arc<Statements>>,
+  lookup: Mutex<Option<Lookup>>,
+}
+
+/// One column as the catalog describes it.
+struct Column {
+  typname: String,
+  /// pg_type's typcategory: `S` for strings (and domains over them).
+  category: String,
+  formatted: String,
+  deterministic: bool,
+}
+
+impl Table {
+  pub fn new(quoted: QuotedTable, create: bool) -> Self {
+    Table {
+      quoted: Arc::new(quoted),
+      create,
+      ready: OnceLock::new(),
+      lookup: Mutex::new(None),
+    }
+  }
+
+  /// The statements; the first call (and every call after a failed lookup) asks the catalog.
+  pub async fn statements(&self, primary: &Arc<Target>) -> StoreResult<&Statements> {
+    if let Some(st) = self.ready.get() {
+      return Ok(st);
+    }
+    let lookup = {
+      let mut slot = self.lookup.lock().map_err(|_| poisoned())?;
+      slot
+        .get_or_insert_with(|| {
+          inspect(self.quoted.clone(), primary.clone(), self.create)
+            .boxed()
+            .shared()
+        })
+        .clone()
+    };
+    let result = lookup.clone().await;
+    match result {
+      Ok(st) => Ok(self.ready.get_or_init(|| st)),
+      Err(e) => {
+        // Only the lookup that failed is forgotten, not a newer one another call started.
+        if let Ok(mut slot) = self.lookup.lock() {
+          if slot.as_ref().is_some_and(|l| Shared::ptr_eq(l, &lookup)) {
+            *slot = None;
+          }
+        }
+        Err(e)
+      }
+    }
+  }
+}
+
+fn poisoned() -> StoreError {
+  StoreError::Connect("the table lookup is unusable after a panic".into())
+}
+
+async fn inspect(
+  table: Arc<QuotedTable>,
+  primary: Arc<Target>,
+  create: bool,
+) -> StoreResult<Arc<Statements>> {
+  let mut columns = column_types(&table, &primary).await?;
+  if columns.is_none() && create {
+    match primary.batch(&table.create_table_sql()).await {
+      // Another process created it between our look and our CREATE.
+      Err(StoreError::Db { sqlstate, .. }) if sqlstate == "23505" || sqlstate == "42P07" => {}
+      other => other?,
+    }
+    columns = column_types(&table, &primary).await?;
+  }
+  let spec = table.spec();
+  let Some(columns) = columns else {
+    return Err(StoreError::NoTable(format!(
+      "the session table {} does not exist; create it (with the configured names) by running\n{}\nor pass `createTableIfMissing: true`",
+      table.qualified,
+      table.create_table_sql()
+    )));
+  };
+  let missing = |col: &str, option: &str| {
+    StoreError::Schema(format!(
+      "the session table {} has no column \"{col}\"; set `columns.{option}` to the right name",
+      table.qualified
+    ))
+  };
+  let sid = columns
+    .get(&spec.session_id)
+    .ok_or_else(|| missing(&spec.session_id, "session_id"))?;
+  let data = columns
+    .get(&spec.session_data)
+    .ok_or_else(|| missing(&spec.session_data, "session_data"))?;
+  let expire = columns
+    .get(&spec.expire)
+    .ok_or_else(|| missing(&spec.expire, "expire"))?;
+  let data_type = DataType::from_pg(&data.typname).ok_or_else(|| {
+    StoreError::Schema(format!(
+      "column \"{}\" of {} is {}; the session data column must be json, jsonb or text",
+      spec.session_data, table.qualified, data.formatted
+    ))
+  })?;
+  let expire_type = ExpireType::from_pg(&expire.typname).ok_or_else(|| {
+    StoreError::Schema(format!(
+      "column \"{}\" of {} is {}; the expire column must be timestamp or timestamptz",
+      spec.expire, table.qualified, expire.formatted
+    ))
+  })?;
+  let sid_type = SidType::from_pg(&sid.category, &sid.formatted);
+  let mut statements = Statements::new(&table, data_type, expire_type, &sid_type);
+  statements.batch_gets &= sid.deterministic;
+  Ok(Arc::new(statements))
+}
+
+/// None when the table does not exist; else its columns by name.
+async fn column_types(
+  table: &QuotedTable,
+  primary: &Target,
+) -> StoreResult<Option<HashMap<String, Column>>> {
+  let (rows, _) = primary
+    .run(&table.catalog_query(), &[&table.qualified])
+    .await?;
+  if !rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
+    return Ok(None);
+  }
+  Ok(Some(
+    rows
+      .iter()
+      .filter_map(|r| {
+        let column = Column {
+          typname: r.get::<_, Option<String>>(2)?,
+          deterministic: r.get::<_, bool>(3),
+          category: r.get::<_, Option<String>>(4)?,
+          formatted: r.get::<_, Option<String>>(5)?,
+        };
+        Some((r.get::<_, Option<String>>(1)?, column))
+      })
+      .collect(),
+  ))
+}
