@@ -250,14 +250,13 @@ impl Calls {
       !std::mem::replace(&mut state.pump_scheduled, true)
     };
     if wake {
-      let me = self.clone();
-      spawn_from_js(async move { me.pump() });
+      spawn_from_js(self.clone().pump());
     }
   }
 
   /// On the worker: sends what can go, and keeps the sweep running while calls are pending.
-  fn pump(self: &Arc<Self>) {
-    let (batches, sweep) = {
+  async fn pump(self: Arc<Self>) {
+    let (mut batches, sweep) = {
       let mut state = self.lock();
       state.pump_scheduled = false;
       let batches = self.form(&mut state);
@@ -265,9 +264,14 @@ impl Calls {
       (batches, sweep)
     };
     self.engine.start_reaper();
-    self.launch(batches);
     if sweep {
       tokio::spawn(self.clone().sweep());
+    }
+    // The last batch runs in this task: a lone call costs one task, not two.
+    let last = batches.pop();
+    self.launch(batches);
+    if let Some(last) = last {
+      batch::send(self, last).await;
     }
   }
 
