@@ -1,4 +1,4 @@
-//! Connection pools and running one statement on them, retried once over a lost connection.
+//! Connection pools and running one statement on them, retried (up to 3 attempts) over a lost connection.
 //!
 //! Calls share connections ("lanes") instead of checking one out each: a call takes an idle
 //! lane, or opens a new one while below `max`, and only when every lane is busy does it queue
