@@ -36,9 +36,23 @@ async function withClient (fn, url = DATABASE_URL) {
   }
 }
 
+/**
+ * Registers, for the file that calls it, an `after` hook that closes `stores` (each within 10 s)
+ * and drops `tables`; both arrays may grow while the file runs.
+ * @param {any[]} stores @param {string[]} tables
+ */
+function cleanUpAfter (stores, tables) {
+  require('node:test').after(async () => {
+    await Promise.allSettled(stores.map((s) => Promise.race([s.close(), new Promise((resolve) => setTimeout(resolve, 10000).unref())])))
+    await withClient(async (client) => {
+      for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}" CASCADE`)
+    })
+  })
+}
+
 /** Resolves with [err, value] from a Node-style callback method. */
 function callback (fn) {
   return new Promise((resolve) => fn((err, value) => resolve([err, value])))
 }
 
-module.exports = { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, session }
+module.exports = { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, cleanUpAfter, session }

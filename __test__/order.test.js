@@ -5,9 +5,9 @@
 // destroy, destroy then set, set then set, set then touch, set then get), and under a hot-session
 // load of 64 callers on 30 shared sids (the last set made wins, no errors, no deadlocks).
 
-const { test, after } = require('node:test')
+const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { PGStore, DATABASE_URL, uniqueName, withClient } = require('./helpers')
+const { PGStore, DATABASE_URL, uniqueName, withClient, cleanUpAfter } = require('./helpers')
 const { startServer } = require('./pg-server')
 const { sleep, within } = require('./fault-kit')
 
@@ -16,12 +16,7 @@ const HOUR = 3600000
 const tables = []
 const stores = []
 
-after(async () => {
-  await Promise.allSettled(stores.map((s) => within(s.close(), 10000)))
-  await withClient(async (client) => {
-    for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}"`)
-  })
-})
+cleanUpAfter(stores, tables)
 
 /** A store on a table of its own (dropped after the file). */
 function storeOn (options = {}) {

@@ -4,11 +4,11 @@
 // table names whose default expiry-index names share their first 63 bytes, and a server with no
 // connection slot left (53300), which must count as the database being unreachable.
 
-const { test, after } = require('node:test')
+const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
 const pg = require('pg')
-const { PGStore, DATABASE_URL, uniqueName, withClient } = require('./helpers')
+const { PGStore, DATABASE_URL, uniqueName, withClient, cleanUpAfter } = require('./helpers')
 const { startServer } = require('./pg-server')
 const { sleep, outcome, within } = require('./fault-kit')
 
@@ -16,12 +16,7 @@ const HOUR = 3600000
 const tables = []
 const stores = []
 
-after(async () => {
-  await Promise.allSettled(stores.map((s) => within(s.close(), 10000)))
-  await withClient(async (client) => {
-    for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}" CASCADE`)
-  })
-})
+cleanUpAfter(stores, tables)
 
 function track (store) {
   stores.push(store)
