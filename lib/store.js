@@ -237,9 +237,7 @@ module.exports = function storeClass (Store, NativeStore) {
         const sess = this.#parse(text)
         if (sess !== undefined && sess !== null) return reply(null, sess)
         // Unreadable data: drop the row and start afresh, as connect-pg-simple does.
-        this.#lastWrite.delete(sid)
-        const id = calls.track((err) => reply(err, null))
-        this.#native.startDestroy(id, sid)
+        this.destroy(sid, (err) => reply(err || null, null))
       })
     }
 

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::batch;
 use crate::engine::{Engine, Op};
 use crate::error::{StoreError, StoreResult};
-use crate::relay::{spawn_from_js, Answer, Ticket};
+use crate::relay::{self, spawn_from_js, Answer, Ticket};
 
 /// Batches of one kind in flight at once; more calls gather for the next batch.
 const MAX_BATCHES: usize = 2;
@@ -199,10 +199,7 @@ impl Calls {
   /// A panic while holding the lock cannot leave the queues half-changed in a way that loses a
   /// call's answer (every ticket answers on drop): keep using them.
   fn lock(&self) -> MutexGuard<'_, State> {
-    self
-      .state
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner())
+    relay::lock(&self.state)
   }
 
   /// Queues a call of session `sid` (on the JS thread); its answer reaches JS through `ticket`.
@@ -329,14 +326,7 @@ impl Calls {
     if session.in_flight.is_some() {
       return Taken::Nothing;
     }
-    while session
-      .queue
-      .front()
-      .is_some_and(|q| q.waiter.deadline <= now)
-    {
-      let expired = session.queue.pop_front().expect("a front");
-      self.answer(expired.waiter, &Err(waited_too_long()));
-    }
+    self.expire_queued(session, now);
     let Some(head) = session.queue.front() else {
       state.sessions.remove(&sid);
       return Taken::Nothing;
@@ -439,15 +429,8 @@ impl Calls {
           self.answer(waiter, &Err(no_answer_in_time(&self.engine)));
         }
       }
-      let queued = std::mem::take(&mut session.queue);
-      let head_before = queued.front().map(|q| q.work.kind());
-      for q in queued {
-        if q.waiter.deadline <= now {
-          self.answer(q.waiter, &Err(waited_too_long()));
-        } else {
-          session.queue.push_back(q);
-        }
-      }
+      let head_before = session.queue.front().map(|q| q.work.kind());
+      self.expire_queued(session, now);
       // An idle session whose first call expired is listed under its new first call's kind
       // (a stale entry elsewhere is skipped by `take`).
       let head_after = session.queue.front().map(|q| q.work.kind());
@@ -494,6 +477,19 @@ impl Calls {
       return None;
     }
     Some(self.form(state))
+  }
+
+  /// Answers the session's queued calls that are past their deadline (never sent). Deadlines
+  /// grow in call order, so they are a prefix of the queue.
+  fn expire_queued(&self, session: &mut Session, now: Instant) {
+    while session
+      .queue
+      .front()
+      .is_some_and(|q| q.waiter.deadline <= now)
+    {
+      let expired = session.queue.pop_front().expect("a front");
+      self.answer(expired.waiter, &Err(waited_too_long()));
+    }
   }
 
   /// True when no call is queued or in flight.
@@ -580,7 +576,11 @@ fn queue_call(state: &mut State, sid: String, queued: Queued) {
   }
 }
 
+/// The waiters past their deadline, taken out of `waiters` (which is left alone when none are).
 fn drain_expired(waiters: &mut Vec<Waiter>, now: Instant) -> Vec<Waiter> {
+  if !waiters.iter().any(|w| w.deadline <= now) {
+    return Vec::new();
+  }
   let (expired, kept) = std::mem::take(waiters)
     .into_iter()
     .partition(|w| w.deadline <= now);

@@ -75,7 +75,6 @@ pub struct Engine {
   /// at most half the pool, so the other sessions always have connections left.
   lock_waiters: Semaphore,
   lock_waiters_max: usize,
-  pub drained: Notify,
   operations: [AtomicU64; OPS.len()],
   errors: Mutex<HashMap<String, i64>>,
 }
@@ -85,9 +84,7 @@ struct InFlight<'a>(&'a Engine);
 
 impl Drop for InFlight<'_> {
   fn drop(&mut self) {
-    if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-      self.0.drained.notify_waiters();
-    }
+    self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
   }
 }
 
@@ -131,7 +128,6 @@ impl Engine {
       closing: Notify::new(),
       lock_waiters: Semaphore::new((max / 2).max(1)),
       lock_waiters_max: (max / 2).max(1),
-      drained: Notify::new(),
       operations: Default::default(),
       errors: Mutex::new(HashMap::new()),
     })

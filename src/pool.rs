@@ -100,8 +100,7 @@ pub struct Target {
 #[derive(Default)]
 struct Down {
   /// Why the last connect failed, and when; None while connects succeed.
-  cause: Option<StoreError>,
-  since: Option<Instant>,
+  failed: Option<(StoreError, Instant)>,
   /// A connect attempt is under way while down: the others fail at once.
   probing: bool,
 }
@@ -285,10 +284,10 @@ impl Target {
   /// becomes the probe).
   fn may_connect(&self) -> StoreResult<bool> {
     let mut down = self.down.lock().map_err(|_| poisoned())?;
-    if down.cause.is_none() {
+    let Some((_, since)) = &down.failed else {
       return Ok(true);
-    }
-    if down.probing || down.since.is_some_and(|t| t.elapsed() < DOWN_COOL_OFF) {
+    };
+    if down.probing || since.elapsed() < DOWN_COOL_OFF {
       return Ok(false);
     }
     down.probing = true;
@@ -297,7 +296,11 @@ impl Target {
 
   /// The error of a call that finds the server down and a probe already under way.
   fn down_error(&self) -> StoreError {
-    let cause = self.down.lock().ok().and_then(|d| d.cause.clone());
+    let cause = self
+      .down
+      .lock()
+      .ok()
+      .and_then(|d| d.failed.as_ref().map(|(cause, _)| cause.clone()));
     match cause {
       Some(StoreError::Timeout(m)) => StoreError::Timeout(format!(
         "PostgreSQL at {} is not answering; failing at once while a reconnect is tried ({m})",
@@ -318,12 +321,11 @@ impl Target {
   fn connected(&self, result: Result<(), &StoreError>) {
     if let Ok(mut down) = self.down.lock() {
       down.probing = false;
-      down.cause = match result {
+      down.failed = match result {
         Ok(()) => None,
-        Err(e) if e.is_connection_fault() => Some(e.clone()),
-        Err(_) => down.cause.take(),
+        Err(e) if e.is_connection_fault() => Some((e.clone(), Instant::now())),
+        Err(_) => down.failed.take().map(|(cause, _)| (cause, Instant::now())),
       };
-      down.since = down.cause.as_ref().map(|_| Instant::now());
     }
   }
 

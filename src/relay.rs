@@ -66,8 +66,10 @@ struct Queue {
   raw: AtomicPtr<sys::napi_threadsafe_function__>,
 }
 
-/// A panic while holding one of these locks cannot leave its Vec half-changed: keep using it.
-fn lock<T>(queue: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
+/// Locks a queue whose every change is one push, take or swap: a panic while holding it cannot
+/// leave it half-changed, so a poisoned lock is used as it is (the outbox here, the call queues
+/// in `calls`).
+pub fn lock<T>(queue: &Mutex<T>) -> MutexGuard<'_, T> {
   queue
     .lock()
     .unwrap_or_else(|poisoned| poisoned.into_inner())
