@@ -90,14 +90,17 @@ impl QuotedTable {
 
   /// One catalog query: does the table exist, what type has each column, and does its collation
   /// compare by bytes. `collisdeterministic` is read through `to_jsonb` because servers before
-  /// PostgreSQL 12 lack the column (every collation there is deterministic).
+  /// PostgreSQL 12 lack the column (every collation there is deterministic). Existence comes from
+  /// pg_class under the statement's snapshot, not from `to_regclass` alone: that one reads the
+  /// newest catalog, so a table another process just created would exist with no columns.
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
-      "SELECT r.oid IS NOT NULL, a.attname::text, t.typname::text, \
+      "SELECT rel.oid IS NOT NULL, a.attname::text, t.typname::text, \
        coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true), \
        t.typcategory::text, format_type(a.atttypid, -1) \
        FROM (SELECT to_regclass($1::text) AS oid) r \
-       LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped \
+       LEFT JOIN pg_class rel ON rel.oid = r.oid \
+       LEFT JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
        LEFT JOIN pg_type t ON t.oid = a.atttypid \
        LEFT JOIN pg_collation c ON c.oid = a.attcollation"
         .to_string(),
