@@ -19,15 +19,25 @@ export declare class NativeStore {
   /** Starts a `get`: `deliver` receives the stored JSON text of the live session, or null. */
   startGet(id: number, sid: string, nowMs: number): void
   /** Starts an upsert of one session: `deliver` receives null once it is stored. */
-  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number): void
+  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number, userId?: string | undefined | null): void
   /** Starts moving a session's expiry: `deliver` receives true when the session exists. */
   startTouch(id: number, sid: string, expireAtMs: number): void
-  /** Starts deleting a session (a missing one is not an error): `deliver` receives null. */
-  startDestroy(id: number, sid: string): void
+  /**
+   * Starts destroying a session (a missing one is not an error): `deliver` receives null.
+   * With tombstones the row stays as one, so no late write brings the id back.
+   */
+  startDestroy(id: number, sid: string, nowMs: number): void
   /** Starts deleting every session, after every call made before it: `deliver` receives null. */
   startClear(id: number): void
   /** Every live session with its id. */
   all(nowMs: number): Promise<Array<SessionRow>>
+  /** A user's live sessions (`columns.user_id`), the latest expiry first. */
+  listUserSessions(userId: string, nowMs: number): Promise<Array<UserSessionRow>>
+  /**
+   * Destroys a user's live sessions (as `start_destroy` does each), but `except`; resolves
+   * how many.
+   */
+  destroyUserSessions(userId: string, except: string | undefined | null, nowMs: number): Promise<number>
   /** The ids of every live session. */
   ids(nowMs: number): Promise<Array<string>>
   /** How many live sessions there are. */
@@ -83,8 +93,9 @@ export interface PoolStats {
 
 /** One live session as `all()` returns it. */
 export interface SessionRow {
+  /** The id as stored (its hash with `hashSessionIds`). */
   sid: string
-  /** The stored JSON text. */
+  /** The session's JSON text. */
   data: string
 }
 
@@ -104,6 +115,14 @@ export interface StoreOptions {
   sessionDataColumn?: string
   /** Expiry column (`timestamp` or `timestamptz`); default `expire`. */
   expireColumn?: string
+  /** Owner column, for listUserSessions / destroyUserSessions; default none. */
+  userIdColumn?: string
+  /** A destroyed id stays destroyed (a tombstone row) against late writes; default true. */
+  tombstones?: boolean
+  /** Seal session data with AES-256-GCM; the first secret seals, every one opens. */
+  secrets?: Array<string>
+  /** Store SHA-256 hashes of session ids instead of the ids. */
+  hashSessionIds?: boolean
   /** Create the table (and schema) on first use when it is missing. */
   createTableIfMissing?: boolean
   /** false: send every statement unnamed, for PgBouncer in transaction mode. Default true. */
@@ -140,4 +159,14 @@ export interface TlsOptions {
   cert?: string
   /** PEM text of the client certificate's private key. */
   key?: string
+}
+
+/** One live session of a user, as `listUserSessions` returns it. */
+export interface UserSessionRow {
+  /** The id as stored (its hash with `hashSessionIds`). */
+  sid: string
+  /** The session's JSON text. */
+  data: string
+  /** When it expires, in ms since the epoch. */
+  expires: number
 }

@@ -4,6 +4,7 @@ import expressPgSession = require('./index.js')
 export type Options = expressPgSession.Options
 export type ConnectionConfig = expressPgSession.ConnectionConfig
 export type Columns = expressPgSession.Columns
+export type UserSession = expressPgSession.UserSession
 export type SslOption = expressPgSession.SslOption
 export type PGStore = expressPgSession.PGStore
 export type PGStoreConstructor = expressPgSession.PGStoreConstructor

@@ -56,6 +56,16 @@ declare namespace expressPgSession {
     session_data?: string
     /** The expiry column: timestamp or timestamptz. Default `expire`. */
     expire?: string
+    /** The owner column, for listUserSessions/destroyUserSessions (filled by `userId`). Default: none. */
+    user_id?: string
+  }
+
+  /** One live session of a user, as `listUserSessions` gives it. */
+  interface UserSession {
+    /** The id as stored: with `hashSessionIds`, its SHA-256 in hex (compare `req.sessionID` hashed). */
+    sid: string
+    session: SessionData
+    expires: Date
   }
 
   interface Options {
@@ -99,6 +109,14 @@ declare namespace expressPgSession {
     serializer?: { stringify: (sess: any) => string, parse: (text: string) => any }
     /** Milliseconds a statement may go unanswered before the call fails and its connection is closed (pg's `query_timeout`). Default 10000. */
     queryTimeout?: number
+    /** A destroyed session's id stays destroyed: late `set`/`touch` calls are dropped (a tombstone row). Default true. */
+    tombstones?: boolean
+    /** The user a session belongs to, written to `columns.user_id` on every set. Default: passport's `sess.passport?.user`. */
+    userId?: (sess: SessionData) => string | number | bigint | null | undefined
+    /** Encrypts session data (AES-256-GCM) with a key from the first secret; every secret decrypts (rotation). 16+ characters. */
+    secret?: string | string[]
+    /** Stores the SHA-256 of each session id, never the id itself. Default false. */
+    hashSessionIds?: boolean
   }
 
   type Callback<T> = (err: Error | null, value?: T) => void
@@ -125,6 +143,13 @@ declare namespace expressPgSession {
     length (): Promise<number>
     clear (cb: (err?: Error | null) => void): void
     clear (): Promise<void>
+    /** The live sessions of one user (`columns.user_id`), the latest expiry first. */
+    listUserSessions (userId: string | number, cb: Callback<UserSession[]>): void
+    listUserSessions (userId: string | number): Promise<UserSession[]>
+    /** Destroys every live session of one user but `except` (a session id, as express gives it); the value is how many. */
+    destroyUserSessions (userId: string | number, options: { except?: string | null }, cb: Callback<number>): void
+    destroyUserSessions (userId: string | number, cb: Callback<number>): void
+    destroyUserSessions (userId: string | number, options?: { except?: string | null }): Promise<number>
     /** Deletes expired sessions now (the value is how many), then re-arms the timer. */
     pruneSessions (cb: Callback<number>): void
     pruneSessions (): Promise<number>
@@ -159,6 +184,7 @@ declare namespace expressPgSession {
     | 'ERR_PG_SESSION_TLS'
     | 'ERR_PG_SESSION_NO_TABLE'
     | 'ERR_PG_SESSION_SCHEMA'
+    | 'ERR_PG_SESSION_ENCRYPT'
     | 'ERR_PG_SESSION_NO_BINARY'
 
   type StoreStatsResult = StoreStats

@@ -8,7 +8,7 @@ const { test, describe, beforeEach, afterEach } = require('node:test')
 const assert = require('node:assert/strict')
 const express = require('express')
 const request = require('supertest')
-const { PGStore, DATABASE_URL, uniqueName, withClient, session } = require('./helpers')
+const { PGStore, DATABASE_URL, uniqueName, withClient, session, notTombstone } = require('./helpers')
 
 const MINUTE = 60 * 1000
 const MAX_AGE = 30 * MINUTE
@@ -37,7 +37,7 @@ function app (storeOptions = {}) {
 async function rowOf (table, cookie) {
   const sid = decodeURIComponent(cookie.split(';')[0].split('=')[1]).slice(2).split('.')[0]
   return withClient(async (c) => {
-    const { rows } = await c.query(`SELECT sid, sess::text AS sess, extract(epoch FROM expire) * 1000 AS expire_ms FROM "${table}" WHERE sid = $1`, [sid])
+    const { rows } = await c.query(`SELECT sid, sess::text AS sess, extract(epoch FROM expire) * 1000 AS expire_ms FROM "${table}" WHERE sid = $1 AND ${notTombstone()}`, [sid])
     return rows[0] && { sid: rows[0].sid, sess: JSON.parse(rows[0].sess), expireMs: Number(rows[0].expire_ms) }
   })
 }

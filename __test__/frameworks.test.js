@@ -9,7 +9,7 @@ const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const request = require('supertest')
 const session = require('express-session')
-const { PGStore, DATABASE_URL, uniqueName, withClient } = require('./helpers')
+const { PGStore, DATABASE_URL, uniqueName, withClient, notTombstone } = require('./helpers')
 
 const SECRET = 'a secret of at least thirty-two characters!'
 /** @type {Array<{ close(): Promise<void> }>} */
@@ -29,7 +29,7 @@ async function storeFor (tableName) {
 
 /** @param {string} tableName @returns {Promise<Array<{ sid: string, sess: any, expire: Date }>>} */
 async function rows (tableName) {
-  const { rows } = await withClient((c) => c.query(`SELECT sid, sess, expire FROM ${tableName}`))
+  const { rows } = await withClient((c) => c.query(`SELECT sid, sess, expire FROM ${tableName} WHERE ${notTombstone()}`))
   return rows
 }
 

@@ -7,7 +7,7 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { PGStore, DATABASE_URL, uniqueName, withClient, cleanUpAfter } = require('./helpers')
+const { PGStore, DATABASE_URL, uniqueName, withClient, cleanUpAfter, notTombstone } = require('./helpers')
 const { startServer } = require('./pg-server')
 const { sleep, within } = require('./fault-kit')
 
@@ -36,7 +36,7 @@ const sess = (/** @type {any} */ n, expiresMs = Date.now() + HOUR) => ({ cookie:
 async function rowsOf (table, sids, url = DATABASE_URL) {
   return withClient(async (client) => {
     const { rows } = await client.query(
-      `SELECT sid, sess, extract(epoch FROM expire)::float8 AS expire FROM "${table}" WHERE sid = ANY($1::text[])`, [sids])
+      `SELECT sid, sess, extract(epoch FROM expire)::float8 AS expire FROM "${table}" WHERE sid = ANY($1::text[]) AND ${notTombstone()}`, [sids])
     return new Map(rows.map((r) => [r.sid, { n: r.sess.n, expire: r.expire }]))
   }, url)
 }
@@ -85,8 +85,8 @@ test('set then destroy in one tick: the row is gone', { timeout: 60000 }, async 
   assert.equal(survivedRounds, 0, `${survivedRounds} of ${COUNT} rows survived a destroy made after their set (one pair per round)`)
 })
 
-test('destroy then set in one tick: the row exists with the set\'s data', { timeout: 60000 }, async (t) => {
-  const { store, table } = storeOn()
+test('destroy then set in one tick, tombstones off: the row exists with the set\'s data', { timeout: 60000 }, async (t) => {
+  const { store, table } = storeOn({ tombstones: false })
   await seed(store, 'ds')
   const run = await togetherAndInRounds('ds', (sid) => [store.destroy(sid), store.set(sid, sess('new'))])
   const rows = await rowsOf(table, [...run.together, ...run.rounds])
@@ -97,6 +97,20 @@ test('destroy then set in one tick: the row exists with the set\'s data', { time
   assert.deepEqual(run.failed, [], describeFailures(run.failed))
   assert.equal(wrongTogether.length, 0, `${wrongTogether.length} sessions lost the set made after their destroy (together)`)
   assert.equal(wrongRounds.length, 0, `${wrongRounds.length} sessions lost the set made after their destroy (per round)`)
+})
+
+test('destroy then set in one tick, tombstones on (the default): the destroy sticks, the set is dropped quietly', { timeout: 60000 }, async (t) => {
+  const { store, table } = storeOn()
+  await seed(store, 'dt')
+  const run = await togetherAndInRounds('dt', (sid) => [store.destroy(sid), store.set(sid, sess('new'))])
+  const sids = [...run.together, ...run.rounds]
+  const rows = await rowsOf(table, sids)
+  const revived = sids.filter((sid) => rows.has(sid))
+  const readable = (await Promise.all(sids.map((sid) => store.get(sid)))).filter((s) => s !== null)
+  t.diagnostic(`destroy+set with tombstones: sessions back after their destroy: ${revived.length}/${sids.length}`)
+  assert.deepEqual(run.failed, [], describeFailures(run.failed))
+  assert.equal(revived.length, 0, `${revived.length} sessions came back after a destroy (a set made after it)`)
+  assert.equal(readable.length, 0)
 })
 
 test('set A then set B in one tick: B wins; five sets of one sid in one tick: the last wins', { timeout: 60000 }, async (t) => {

@@ -6,7 +6,7 @@
 
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
-const { PGStore, uniqueName, withClient } = require('./helpers')
+const { PGStore, uniqueName, withClient, notTombstone } = require('./helpers')
 const { startReplicaPair } = require('./replica-pair')
 const { freePort } = require('./pg-server')
 
@@ -60,7 +60,7 @@ async function replay (action) {
 
 /** @param {string} url @param {string} sid */
 async function rowCount (url, sid) {
-  const { rows } = await withClient((c) => c.query(`SELECT count(*)::int AS n FROM ${tableName} WHERE sid = $1`, [sid]), url)
+  const { rows } = await withClient((c) => c.query(`SELECT count(*)::int AS n FROM ${tableName} WHERE sid = $1 AND ${notTombstone()}`, [sid]), url)
   return rows[0].n
 }
 

@@ -6,12 +6,12 @@
 
 const { badOption } = require('./errors')
 
-const COLUMN_KEYS = ['session_id', 'session_data', 'expire']
+const COLUMN_KEYS = ['session_id', 'session_data', 'expire', 'user_id']
 const KNOWN_OPTIONS = [
   'pool', 'pgPromise', 'conObject', 'conString', 'replicas', 'schemaName', 'tableName', 'columns',
   'createTableIfMissing', 'ttl', 'disableTouch', 'touchAfter', 'pruneSessionInterval',
   'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
-  'connectionEvents', 'queryTimeout',
+  'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds',
 ]
 /** Unknown option names already warned about: once per name and process. */
 const warned = new Set()
@@ -172,17 +172,36 @@ function tableFrom (options) {
     sessionIdColumn: columns.session_id || 'sid',
     sessionDataColumn: columns.session_data || 'sess',
     expireColumn: columns.expire || 'expire',
+    userIdColumn: columns.user_id,
   }
+}
+
+/**
+ * `secret` and `hashSessionIds` → the native settings.
+ * @param {Record<string, any>} options
+ */
+function protectionFrom (options) {
+  const secret = options.secret
+  const secrets = secret === undefined ? [] : Array.isArray(secret) ? secret : [secret]
+  if (secrets.some((s) => typeof s !== 'string' || s.length < 16)) {
+    throw badOption('secret', 'a string of 16 or more characters (a long random one), or an array of them (the first encrypts)')
+  }
+  if (secret !== undefined && secrets.length === 0) throw badOption('secret', 'a string or a non-empty array of strings')
+  return { secrets, hashSessionIds: !!options.hashSessionIds }
 }
 
 /** @param {Record<string, any>} options */
 function validate (options) {
   if (!isObject(options)) throw badOption('options', 'an object')
   warnUnknown(options)
-  for (const name of ['createTableIfMissing', 'disableTouch', 'preparedStatements', 'connectionEvents']) {
+  for (const name of ['createTableIfMissing', 'disableTouch', 'preparedStatements', 'connectionEvents', 'tombstones', 'hashSessionIds']) {
     checkType(options, name, 'boolean')
   }
   checkType(options, 'errorLog', 'function')
+  checkType(options, 'userId', 'function')
+  if (options.userId !== undefined && !(isObject(options.columns) && options.columns.user_id)) {
+    throw badOption('userId', 'used with `columns.user_id` (the column it fills)')
+  }
   checkType(options, 'conString', 'string')
   const millis = options.queryTimeout
   if (millis !== undefined && !(Number.isInteger(millis) && millis > 0)) throw badOption('queryTimeout', 'a positive number of milliseconds')
@@ -206,4 +225,4 @@ function validate (options) {
   if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) throw badOption('pruneBatchSize', 'a positive integer')
 }
 
-module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, validate }
+module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, protectionFrom, validate }

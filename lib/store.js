@@ -6,7 +6,7 @@
 // (src/store.rs); get, set, touch, destroy and clear take the ordered fast path (lib/calls.js).
 
 const { codedError, fromNative } = require('./errors')
-const { connectionFrom, primaryFrom, tableFrom, validate, isObject } = require('./options')
+const { connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, isObject } = require('./options')
 const { calls, settle, replier } = require('./calls')
 
 const ONE_DAY_SECONDS = 86400
@@ -40,6 +40,12 @@ function checkSid (sid) {
   }
 }
 
+/** @param {unknown} userId */
+function userText (userId) {
+  if ((typeof userId === 'string' && userId !== '') || typeof userId === 'number' || typeof userId === 'bigint') return String(userId)
+  throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the user id must be a non-empty string or a number', TypeError)
+}
+
 /**
  * The store class for express-session's `Store` and the native class.
  * @param {any} Store express-session's Store
@@ -61,6 +67,8 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @type {boolean} */ #connectionEvents
     /** @type {boolean} */ #connected = true
     /** @type {NodeJS.Timeout | undefined} */ #probeTimer
+    /** @type {((sess: any) => unknown) | undefined} fills `columns.user_id` */ #userId
+    /** @type {boolean} */ #unreadableLogged = false
 
     /** @param {Record<string, any>} [options] */
     constructor (options = {}) {
@@ -68,11 +76,14 @@ module.exports = function storeClass (Store, NativeStore) {
       super(options)
       const primary = primaryFrom(options)
       const replicas = (options.replicas || []).map((/** @type {any} */ r, /** @type {number} */ i) => connectionFrom(r, `replicas[${i}]`).connection)
+      const table = tableFrom(options)
       try {
         this.#native = new NativeStore({
           ...primary,
           replicas,
-          ...tableFrom(options),
+          ...table,
+          ...protectionFrom(options),
+          tombstones: options.tombstones !== false,
           createTableIfMissing: !!options.createTableIfMissing,
           queryTimeout: options.queryTimeout !== undefined ? options.queryTimeout : primary.queryTimeout,
           preparedStatements: options.preparedStatements !== false,
@@ -80,6 +91,10 @@ module.exports = function storeClass (Store, NativeStore) {
         }, (/** @type {any[]} */ answers) => calls.deliver(answers))
       } catch (err) {
         throw fromNative(err)
+      }
+      if (table.userIdColumn) {
+        // passport keeps what serializeUser gave at session.passport.user.
+        this.#userId = options.userId || ((/** @type {any} */ sess) => sess && sess.passport ? sess.passport.user : null)
       }
       this.#errorLog = options.errorLog || console.error.bind(console)
       this.#serializer = options.serializer || JSON
@@ -179,6 +194,18 @@ module.exports = function storeClass (Store, NativeStore) {
       return isObject(sess) ? sess : undefined
     }
 
+    /**
+     * The session's owner for `columns.user_id`, as text; null when there is none.
+     * @param {any} sess @returns {string | null}
+     */
+    #owner (sess) {
+      if (!this.#userId) return null
+      const user = this.#userId(sess)
+      if (user === null || user === undefined) return null
+      if (typeof user === 'string' || typeof user === 'number' || typeof user === 'bigint') return String(user)
+      throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: the user id for \`columns.user_id\` must be a string or a number, got ${typeof user}; pass \`userId: (sess) => …\` returning the user's id`, TypeError)
+    }
+
     /** @param {string} sid */
     #rememberWrite (sid) {
       if (this.#touchAfterMs <= 0) return
@@ -233,6 +260,14 @@ module.exports = function storeClass (Store, NativeStore) {
         checkSid(sid)
         this.#native.startGet(id, sid, Date.now())
       }, (text, reply) => {
+        if (text === false) {
+          // Sealed data no secret opens: no session, and the row stays (a secret may be missing).
+          if (!this.#unreadableLogged) {
+            this.#unreadableLogged = true
+            this.#errorLog('express-pg-session: a session could not be decrypted with any `secret`; it reads as no session (was a secret removed from the list?)')
+          }
+          return reply(null, null)
+        }
         if (text === null || text === undefined) return reply(null, null)
         const sess = this.#parse(text)
         if (sess !== undefined && sess !== null) return reply(null, sess)
@@ -250,7 +285,7 @@ module.exports = function storeClass (Store, NativeStore) {
       return this.#fast(cb, (id) => {
         checkSid(sid)
         const text = this.#stringify(sess)
-        this.#native.startSet(id, sid, text, this.#expireAt(sess))
+        this.#native.startSet(id, sid, text, this.#expireAt(sess), this.#owner(sess))
       }, (_, reply) => {
         this.#rememberWrite(sid)
         reply(null)
@@ -286,7 +321,7 @@ module.exports = function storeClass (Store, NativeStore) {
       return this.#fast(cb, (id) => {
         checkSid(sid)
         this.#lastWrite.delete(sid)
-        this.#native.startDestroy(id, sid)
+        this.#native.startDestroy(id, sid, Date.now())
       }, (_, reply) => reply(null))
     }
 
@@ -300,6 +335,42 @@ module.exports = function storeClass (Store, NativeStore) {
           if (sess !== undefined && sess !== null) sessions.push(sess)
         }
         return sessions
+      }), cb)
+    }
+
+    /**
+     * The live sessions of one user (`columns.user_id`), the latest expiry first.
+     * @param {string | number} userId
+     * @param {(err: Error | null, sessions?: { sid: string, session: any, expires: Date }[]) => void} [cb]
+     */
+    listUserSessions (userId, cb) {
+      return settle(this.#call(async () => {
+        const rows = await this.#native.listUserSessions(userText(userId), Date.now())
+        const sessions = []
+        for (const row of rows) {
+          const session = this.#parse(row.data)
+          if (session !== undefined && session !== null) sessions.push({ sid: row.sid, session, expires: new Date(row.expires) })
+        }
+        return sessions
+      }), cb)
+    }
+
+    /**
+     * Destroys every live session of one user but `except` (sign out everywhere / my other
+     * devices); resolves how many.
+     * @param {string | number} userId
+     * @param {{ except?: string } | ((err: Error | null, destroyed?: number) => void)} [options]
+     * @param {(err: Error | null, destroyed?: number) => void} [cb]
+     */
+    destroyUserSessions (userId, options, cb) {
+      if (typeof options === 'function') {
+        cb = options
+        options = undefined
+      }
+      return settle(this.#call(async () => {
+        const except = options && options.except
+        if (except !== undefined && except !== null) checkSid(except)
+        return this.#native.destroyUserSessions(userText(userId), except === undefined || except === null ? null : except, Date.now())
       }), cb)
     }
 

@@ -13,6 +13,7 @@ use crate::calls::{Batch, Calls, Item, Kind, Outcome, Work};
 use crate::engine::Engine;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Params;
+use crate::protect::Opened;
 use crate::sql::Statements;
 
 type Finished = Vec<(String, StoreResult<Outcome>)>;
@@ -121,8 +122,8 @@ async fn gets(report: Report, items: Vec<Item>) {
           items
             .into_iter()
             .map(|i| {
-              let text = found.remove(&i.sid);
-              (i.sid, Ok(Outcome::Text(text)))
+              let outcome = opened(&engine, &i.sid, found.remove(&i.sid));
+              (i.sid, Ok(outcome))
             })
             .collect()
         }
@@ -137,9 +138,19 @@ async fn gets(report: Report, items: Vec<Item>) {
 async fn gets_one_by_one(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finished {
   join_all(items.into_iter().map(|item| async move {
     let text = engine.get_one(st, &item.sid, now_of(&item)).await;
-    (item.sid, text.map(Outcome::Text))
+    let outcome = text.map(|t| opened(engine, &item.sid, t));
+    (item.sid, outcome)
   }))
   .await
+}
+
+/// A get's answer: the stored data, opened when it is sealed.
+fn opened(engine: &Engine, sid: &str, text: Option<String>) -> Outcome {
+  match text.map(|t| engine.protect.open(sid, t)) {
+    None => Outcome::Text(None),
+    Some(Opened::Text(json)) => Outcome::Text(Some(json)),
+    Some(Opened::Unreadable) => Outcome::Unreadable,
+  }
 }
 
 async fn writes(report: Report, kind: Kind, mut items: Vec<Item>) {
@@ -197,17 +208,25 @@ async fn write_batch(
     Kind::Set => {
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
+      let mut users = Vec::with_capacity(items.len());
       for item in items {
         if let Work::Set {
           session_json,
           expire_at,
+          user_id,
         } = &item.work
         {
           jsons.push(session_json.as_str());
           expire_ats.push(*expire_at);
+          users.push(user_id.as_deref());
         }
       }
-      let params: Params = &[&sids, &jsons, &expire_ats];
+      let with_user: Params = &[&sids, &jsons, &expire_ats, &users];
+      let params = if st.has_user {
+        with_user
+      } else {
+        &with_user[..3]
+      };
       engine.primary.run(&st.set_batch, params).await?;
       Ok(done())
     }
@@ -233,7 +252,14 @@ async fn write_batch(
       )
     }
     Kind::Destroy => {
-      let params: Params = &[&sids];
+      let untils: Vec<f64> = items
+        .iter()
+        .map(|i| match i.work {
+          Work::Destroy { until } => until,
+          _ => f64::NAN,
+        })
+        .collect();
+      let params: Params = &[&sids, &untils];
       engine.primary.run(&st.destroy_batch, params).await?;
       Ok(done())
     }
@@ -266,7 +292,7 @@ async fn write_one(engine: &Engine, item: &Item) -> StoreResult<Outcome> {
   ) {
     // An id the sid column cannot hold (a uuid column) names no session to touch or delete.
     (Err(e), Work::Touch { .. }) if st.typed_sid && e.is_bad_input() => Ok(Outcome::Found(false)),
-    (Err(e), Work::Destroy) if st.typed_sid && e.is_bad_input() => Ok(Outcome::Done),
+    (Err(e), Work::Destroy { .. }) if st.typed_sid && e.is_bad_input() => Ok(Outcome::Done),
     (result, _) => result,
   }
 }
@@ -284,8 +310,14 @@ async fn write_single(
     Work::Set {
       session_json,
       expire_at,
+      user_id,
     } => {
-      let params: Params = &[&sid, session_json, expire_at];
+      let with_user: Params = &[&sid, session_json, expire_at, user_id];
+      let params = if st.has_user {
+        with_user
+      } else {
+        &with_user[..3]
+      };
       engine
         .primary
         .run(pick(&st.set_one, &st.set), params)
@@ -300,14 +332,14 @@ async fn write_single(
         .await?;
       Ok(Outcome::Found(changed > 0))
     }
-    Work::Destroy => {
-      let params: Params = &[&sid];
+    Work::Destroy { until } => {
+      let params: Params = &[&sid, until];
       engine
         .primary
         .run(pick(&st.destroy_one, &st.destroy), params)
         .await?;
       Ok(Outcome::Done)
     }
-    Work::Get { now } => Ok(Outcome::Text(engine.get_one(st, sid, *now).await?)),
+    Work::Get { now } => Ok(opened(engine, sid, engine.get_one(st, sid, *now).await?)),
   }
 }

@@ -53,13 +53,19 @@ pub enum Work {
     now: f64,
   },
   Set {
+    /// As the table holds it (sealed when a secret is set).
     session_json: String,
     expire_at: f64,
+    /// The owner, when `columns.user_id` is configured.
+    user_id: Option<String>,
   },
   Touch {
     expire_at: f64,
   },
-  Destroy,
+  Destroy {
+    /// Until when (seconds since the epoch) a tombstone keeps the id from coming back.
+    until: f64,
+  },
 }
 
 impl Work {
@@ -68,7 +74,7 @@ impl Work {
       Work::Get { .. } => Kind::Get,
       Work::Set { .. } => Kind::Set,
       Work::Touch { .. } => Kind::Touch,
-      Work::Destroy => Kind::Destroy,
+      Work::Destroy { .. } => Kind::Destroy,
     }
   }
 
@@ -77,7 +83,7 @@ impl Work {
       Work::Get { .. } => Op::Get,
       Work::Set { .. } => Op::Set,
       Work::Touch { .. } => Op::Touch,
-      Work::Destroy => Op::Destroy,
+      Work::Destroy { .. } => Op::Destroy,
     }
   }
 
@@ -85,7 +91,11 @@ impl Work {
   /// run one after the other; hands it back when it must go on its own.
   fn absorb(&mut self, next: Work) -> Result<(), Work> {
     match (self, next) {
-      (Work::Get { .. }, Work::Get { .. }) | (Work::Destroy, Work::Destroy) => Ok(()),
+      (Work::Get { .. }, Work::Get { .. }) => Ok(()),
+      (Work::Destroy { until }, Work::Destroy { until: later }) => {
+        *until = until.max(later);
+        Ok(())
+      }
       (this @ Work::Set { .. }, next @ Work::Set { .. }) => {
         *this = next;
         Ok(())
@@ -105,6 +115,8 @@ impl Work {
 pub enum Outcome {
   /// A get: the stored JSON text, or none.
   Text(Option<String>),
+  /// A get whose stored data no configured secret opens.
+  Unreadable,
   /// A touch: whether the session exists.
   Found(bool),
   /// A set, destroy or clear.
@@ -530,6 +542,7 @@ impl Calls {
         self.engine.succeeded(waiter.op);
         match (waiter.op, outcome) {
           (Op::Get, Outcome::Text(text)) => Answer::Text(text.clone()),
+          (Op::Get, Outcome::Unreadable) => Answer::Unreadable,
           (Op::Touch, Outcome::Found(found)) => Answer::Found(*found),
           // A touch carried by a set: the session exists now.
           (Op::Touch, Outcome::Done) => Answer::Found(true),

@@ -12,8 +12,9 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use crate::config::ConnectionOptions;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::{Params, Target};
+use crate::protect::Protect;
 use crate::sql::{QuotedTable, Statements, Stmt, TableSpec};
-use crate::table::Table;
+use crate::table::{Table, Wants};
 
 const DEFAULT_MAX: u32 = 10;
 const DEFAULT_TIMEOUT_MS: u32 = 5_000;
@@ -27,7 +28,9 @@ pub struct EngineOptions {
   pub connection: ConnectionOptions,
   pub replicas: Vec<ConnectionOptions>,
   pub table: TableSpec,
-  pub create_table: bool,
+  pub wants: Wants,
+  /// `secret`: the first seals session data, every one opens it.
+  pub secrets: Vec<String>,
   pub prepared: bool,
   pub max: Option<u32>,
   pub connection_timeout_ms: Option<u32>,
@@ -48,14 +51,29 @@ pub enum Op {
   Clear,
   Prune,
   Ping,
+  UserSessions,
+  DestroyUserSessions,
 }
 
-pub const OPS: [&str; 10] = [
-  "get", "set", "touch", "destroy", "all", "ids", "length", "clear", "prune", "ping",
+pub const OPS: [&str; 12] = [
+  "get",
+  "set",
+  "touch",
+  "destroy",
+  "all",
+  "ids",
+  "length",
+  "clear",
+  "prune",
+  "ping",
+  "listUserSessions",
+  "destroyUserSessions",
 ];
 
 pub struct Engine {
   table: Table,
+  /// Sealing of data and hashing of ids (`secret`, `hashSessionIds`).
+  pub protect: Protect,
   pub primary: Arc<Target>,
   pub replicas: Vec<Target>,
   next_replica: AtomicUsize,
@@ -91,6 +109,7 @@ impl Drop for InFlight<'_> {
 impl Engine {
   pub fn new(options: EngineOptions) -> StoreResult<Self> {
     let table = QuotedTable::new(options.table)?;
+    let protect = Protect::new(&options.secrets, options.wants.hashed_ids)?;
     let max = options.max.filter(|m| *m > 0).unwrap_or(DEFAULT_MAX) as usize;
     // pg reads 0 as "wait forever"; a session store must never hang, so 0 means the default.
     let millis = |v: Option<u32>, default: u32| {
@@ -107,7 +126,8 @@ impl Engine {
       .map(target)
       .collect::<StoreResult<Vec<_>>>()?;
     Ok(Engine {
-      table: Table::new(table, options.create_table),
+      table: Table::new(table, options.wants),
+      protect,
       primary,
       replicas,
       next_replica: AtomicUsize::new(0),

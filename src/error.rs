@@ -21,6 +21,8 @@ pub enum StoreError {
   NoTable(String),
   /// The table exists but lacks a column or has a type the store cannot use.
   Schema(String),
+  /// Session data could not be encrypted (the system random source failed).
+  Seal(String),
   /// An error reported by PostgreSQL; `code` is its SQLSTATE.
   Db { sqlstate: String, message: String },
 }
@@ -58,6 +60,7 @@ impl StoreError {
       StoreError::Tls(_) => "ERR_PG_SESSION_TLS",
       StoreError::NoTable(_) => "ERR_PG_SESSION_NO_TABLE",
       StoreError::Schema(_) => "ERR_PG_SESSION_SCHEMA",
+      StoreError::Seal(_) => "ERR_PG_SESSION_ENCRYPT",
       StoreError::Db { sqlstate, .. } => sqlstate,
     }
   }
@@ -109,7 +112,8 @@ impl fmt::Display for StoreError {
       | StoreError::ConnectionLost(m)
       | StoreError::Tls(m)
       | StoreError::NoTable(m)
-      | StoreError::Schema(m) => f.write_str(m),
+      | StoreError::Schema(m)
+      | StoreError::Seal(m) => f.write_str(m),
       StoreError::Db { message, .. } => f.write_str(message),
     }
   }

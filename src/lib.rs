@@ -1,7 +1,8 @@
 //! express-pg-session's engine: a PostgreSQL session store for express-session, run on
 //! napi's tokio runtime. JS keeps the clock, the JSON and the callbacks (`index.js`); this
 //! crate owns connections (`pool`, `config`), the table and its statements (`table`, `sql`),
-//! how the ordered calls travel (`calls`, `batch`, `relay`) and the class JS sees (`store`).
+//! how the ordered calls travel (`calls`, `batch`, `relay`), what is stored sealed or hashed
+//! (`protect`) and the class JS sees (`store`).
 #![deny(clippy::all)]
 
 mod batch;
@@ -10,6 +11,7 @@ mod config;
 mod engine;
 mod error;
 mod pool;
+mod protect;
 mod relay;
 mod sql;
 mod store;

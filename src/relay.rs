@@ -27,6 +27,8 @@ use tokio::spawn;
 pub enum Answer {
   /// `get`: the stored JSON text, or none.
   Text(Option<String>),
+  /// `get` of data no configured secret opens: JS receives `false`.
+  Unreadable,
   /// `touch`: whether the session exists.
   Found(bool),
   /// `set`, `destroy`, `clear`: done.
@@ -141,6 +143,7 @@ impl Outbox {
             Answer::Text(Some(text)) => (id, Slot::Text(text)),
             Answer::Text(None) | Answer::Done => (id, Slot::Null),
             Answer::Found(found) => (id, Slot::Found(found)),
+            Answer::Unreadable => (id, Slot::Found(false)),
             Answer::Failed(message) => (-id, Slot::Text(message)),
           };
           slots.push(Slot::Id(id));

@@ -11,6 +11,18 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 /// session cannot hold up the other sessions of its batch (which are then sent one by one).
 pub const BATCH_LOCK_WAIT_MS: u32 = 100;
 
+/// A destroyed session's row becomes a tombstone: its expiry moved back this far, so every
+/// reader (ours, connect-pg-simple) sees an expired row, while the span it still guards is
+/// kept: it ends at the tombstone's expiry plus this interval.
+const TOMBSTONE_SHIFT: &str = "interval '1000 years'";
+/// A row expiring before this is a tombstone (sessions expire after 1970; tombstones of
+/// sessions expiring before 2899 land before 1900).
+const TOMBSTONE_FLOOR: &str = "1900-01-01";
+/// What a tombstone's data column holds: should any reader see it, it is an empty session
+/// whose cookie has long expired.
+const TOMBSTONE_DATA: &str =
+  r#"{"cookie":{"originalMaxAge":0,"expires":"1970-01-01T00:00:00.000Z"},"destroyed":true}"#;
+
 /// Quotes one identifier. Every table, schema and column name goes through here.
 pub fn quote_ident(name: &str, option: &str) -> StoreResult<String> {
   if name.is_empty() {
@@ -40,6 +52,8 @@ pub struct TableSpec {
   pub session_id: String,
   pub session_data: String,
   pub expire: String,
+  /// The owner column (`columns.user_id`), when sessions are listed and destroyed per user.
+  pub user_id: Option<String>,
 }
 
 /// The same names, quoted once at construction.
@@ -51,6 +65,7 @@ pub struct QuotedTable {
   pub session_id: String,
   pub session_data: String,
   pub expire: String,
+  pub user_id: Option<String>,
   spec: TableSpec,
 }
 
@@ -68,10 +83,17 @@ impl QuotedTable {
     let session_id = quote_ident(&spec.session_id, "columns.session_id")?;
     let session_data = quote_ident(&spec.session_data, "columns.session_data")?;
     let expire = quote_ident(&spec.expire, "columns.expire")?;
-    let distinct = [&spec.session_id, &spec.session_data, &spec.expire];
-    if distinct[0] == distinct[1] || distinct[0] == distinct[2] || distinct[1] == distinct[2] {
+    let user_id = match &spec.user_id {
+      Some(u) => Some(quote_ident(u, "columns.user_id")?),
+      None => None,
+    };
+    let mut names = vec![&spec.session_id, &spec.session_data, &spec.expire];
+    names.extend(&spec.user_id);
+    names.sort();
+    names.dedup();
+    if names.len() < 3 + spec.user_id.iter().count() {
       return Err(StoreError::InvalidOption(
-        "`columns` must name three different columns".into(),
+        "`columns` must name different columns".into(),
       ));
     }
     Ok(QuotedTable {
@@ -80,6 +102,7 @@ impl QuotedTable {
       session_id,
       session_data,
       expire,
+      user_id,
       spec,
     })
   }
@@ -111,22 +134,50 @@ impl QuotedTable {
   /// connect-pg-simple's table, with the configured names; safe to run concurrently.
   pub fn create_table_sql(&self) -> String {
     let t = &self.qualified;
-    let index = quote_ident(
-      &index_name(&format!("IDX_{}_{}", self.spec.table, self.spec.expire)),
-      "index name",
-    )
-    .unwrap_or_else(|_| "\"IDX_session_expire\"".into());
     let mut sql = String::new();
     if let Some(schema) = &self.schema {
       sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"));
     }
+    let user = match &self.user_id {
+      Some(user) => format!(",\n  {user} varchar NULL"),
+      None => String::new(),
+    };
     sql.push_str(&format!(
-      "CREATE TABLE IF NOT EXISTS {t} (\n  {sid} varchar NOT NULL COLLATE \"default\" PRIMARY KEY,\n  {data} json NOT NULL,\n  {exp} timestamp(6) NOT NULL\n);\nCREATE INDEX IF NOT EXISTS {index} ON {t} ({exp});",
+      "CREATE TABLE IF NOT EXISTS {t} (\n  {sid} varchar NOT NULL COLLATE \"default\" PRIMARY KEY,\n  {data} json NOT NULL,\n  {exp} timestamp(6) NOT NULL{user}\n);\n{index}",
       sid = self.session_id,
       data = self.session_data,
-      exp = self.expire
+      exp = self.expire,
+      index = self.index_sql(&self.spec.expire),
     ));
+    if let Some(user) = &self.spec.user_id {
+      sql.push('\n');
+      sql.push_str(&self.index_sql(user));
+    }
     sql
+  }
+
+  /// What to run on an existing table that lacks the `columns.user_id` column.
+  pub fn add_user_column_sql(&self) -> Option<String> {
+    let (user, spec_user) = (self.user_id.as_ref()?, self.spec.user_id.as_ref()?);
+    Some(format!(
+      "ALTER TABLE {} ADD COLUMN {user} varchar NULL;\n{}",
+      self.qualified,
+      self.index_sql(spec_user)
+    ))
+  }
+
+  /// connect-pg-simple's index name for `column`: `IDX_<table>_<column>`.
+  fn index_sql(&self, column: &str) -> String {
+    let index = quote_ident(
+      &index_name(&format!("IDX_{}_{}", self.spec.table, column)),
+      "index name",
+    )
+    .unwrap_or_else(|_| "\"IDX_session_expire\"".into());
+    let column = quote_ident(column, "column").unwrap_or_default();
+    format!(
+      "CREATE INDEX IF NOT EXISTS {index} ON {} ({column});",
+      self.qualified
+    )
   }
 }
 
@@ -227,6 +278,13 @@ impl ExpireType {
       _ => None,
     }
   }
+  /// The tombstone floor as the column's type.
+  fn floor(self) -> String {
+    match self {
+      ExpireType::Timestamp => format!("'{TOMBSTONE_FLOOR}'::timestamp"),
+      ExpireType::Timestamptz => format!("'{TOMBSTONE_FLOOR}'::timestamptz"),
+    }
+  }
   /// Seconds since the epoch as the column's type, so its index stays usable.
   fn at(self, seconds: &str) -> String {
     match self {
@@ -256,6 +314,17 @@ impl Stmt {
   }
 }
 
+/// What decides the statements besides the names: the columns' types, and whether a destroy
+/// leaves a tombstone.
+pub struct Shape<'a> {
+  pub data: DataType,
+  pub expire: ExpireType,
+  pub sid: &'a SidType,
+  /// The `columns.user_id` column's type, when it is configured.
+  pub user: Option<&'a SidType>,
+  pub tombstones: bool,
+}
+
 /// Every statement the store runs, built once per store after the column types are known.
 #[derive(Debug, Clone)]
 pub struct Statements {
@@ -264,6 +333,8 @@ pub struct Statements {
   pub batch_gets: bool,
   /// The sid column is not a string type: an id it cannot hold (22xxx) is a missing session.
   pub typed_sid: bool,
+  /// `set` statements take the owner as a fourth parameter.
+  pub has_user: bool,
   pub get: Stmt,
   /// Several gets in one statement: the live rows among the sids, with their sid.
   pub get_many: Stmt,
@@ -281,14 +352,19 @@ pub struct Statements {
   /// Expiry moves of distinct sids; returns the sids (as given) that exist. Gives up on a lock
   /// like `set_batch`.
   pub touch_batch: Stmt,
+  /// Deletes a session, or with tombstones turns its row into one: (sid, guard until).
   pub destroy: Stmt,
-  /// Deletes of several sids; gives up on a lock like `set_batch`.
+  /// `destroy` of several sids; gives up on a lock like `set_batch`.
   pub destroy_batch: Stmt,
   pub all: Stmt,
   pub ids: Stmt,
   pub count: Stmt,
   pub clear: Stmt,
   pub prune_batch: Stmt,
+  /// A user's live sessions, newest expiry first: (user, now).
+  pub user_sessions: Option<Stmt>,
+  /// Destroys a user's live sessions but one: (user, except sid or null, now, guard until).
+  pub destroy_user_sessions: Option<Stmt>,
 }
 
 /// The first part of a batch statement: a row lock held elsewhere ends the statement after a
@@ -302,17 +378,160 @@ fn lock_wait() -> String {
 }
 
 impl Statements {
-  pub fn new(t: &QuotedTable, data: DataType, expire: ExpireType, sid_type: &SidType) -> Self {
+  pub fn new(t: &QuotedTable, shape: &Shape) -> Self {
     let (table, sid, sess, exp) = (&t.qualified, &t.session_id, &t.session_data, &t.expire);
+    let Shape {
+      data,
+      expire,
+      sid: sid_type,
+      tombstones,
+      ..
+    } = *shape;
     let live = format!("{exp} >= {}", expire.at("$1::float8"));
     let one = sid_type.one("$1");
     let many = sid_type.many("$1");
     let cast = data.cast();
-    let upsert =
-      format!("ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}");
+    let floor = expire.floor();
+    // A row that is no tombstone: what a set may overwrite and a touch may move.
+    let alive = |alias: &str| format!("{alias}{exp} >= {floor}");
+    let user = t.user_id.as_ref().zip(shape.user);
+    // The owner as a set writes it: (column list part, value of $4, value of the unnest column).
+    let (user_col, user_one, user_many, user_param, user_update) = match user {
+      Some((col, ty)) => (
+        format!(", {col}"),
+        format!(", {}", ty.one("$4")),
+        format!(", v.user_id{}", ty.cast),
+        ", $4::text[]",
+        format!(", {col} = EXCLUDED.{col}"),
+      ),
+      None => Default::default(),
+    };
+    let guard = if tombstones {
+      format!(" WHERE {}", alive("s."))
+    } else {
+      String::new()
+    };
+    let upsert = format!(
+      "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}{user_update}{guard}"
+    );
+    let touch_guard = if tombstones {
+      format!(" AND {}", alive("s."))
+    } else {
+      String::new()
+    };
+    let set_types: &'static [Type] = if user.is_some() {
+      &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT]
+    } else {
+      &[Type::TEXT, Type::TEXT, Type::FLOAT8]
+    };
+    let set_batch_types: &'static [Type] = if user.is_some() {
+      &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::FLOAT8_ARRAY,
+        Type::TEXT_ARRAY,
+      ]
+    } else {
+      &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY]
+    };
+    // A tombstone's expiry: the later of the session's own expiry and the guard's end (the
+    // parameter), shifted back; kept below the floor whatever the session's expiry was.
+    let tomb = || {
+      let user_null = t
+        .user_id
+        .as_ref()
+        .map(|u| format!(", {u} = NULL"))
+        .unwrap_or_default();
+      format!(
+        "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = least(\
+         CASE WHEN s.{exp} < {floor} THEN greatest(s.{exp}, EXCLUDED.{exp}) \
+         ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, EXCLUDED.{exp}) END, \
+         {floor} - interval '1 day'){user_null}",
+      )
+    };
+    let marker = format!("'{TOMBSTONE_DATA}'{cast}");
+    let (destroy, destroy_one, destroy_batch) = if tombstones {
+      let until = |p: &str| format!("{} - {TOMBSTONE_SHIFT}", expire.at(p));
+      (
+        format!(
+          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}) VALUES ({one}, {marker}, {}) {}",
+          until("$2::float8"),
+          tomb()
+        ),
+        format!(
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}) SELECT {one}, {marker}, {} \
+           FROM lock_wait {}",
+          until("$2::float8"),
+          tomb(),
+          wait = lock_wait()
+        ),
+        format!(
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}) \
+           SELECT v.sid{sid_cast}, {marker}, {} \
+           FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, until) {}",
+          until("v.until"),
+          tomb(),
+          wait = lock_wait(),
+          sid_cast = sid_type.cast
+        ),
+      )
+    } else {
+      // $2 (the guard's end) is declared and not used: the parameters stay the same either way.
+      (
+        format!("DELETE FROM {table} WHERE {sid} = {one} AND $2::float8 IS NOT NULL"),
+        format!(
+          "{wait}DELETE FROM {table} USING lock_wait WHERE {sid} = {one} AND $2::float8 IS NOT NULL",
+          wait = lock_wait()
+        ),
+        // Joined with unnest like the touch, so rows are found (and locked) in the array's order.
+        format!(
+          "{wait}DELETE FROM {table} AS s USING lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, until) \
+           WHERE s.{sid} = v.sid{sid_cast}",
+          wait = lock_wait(),
+          sid_cast = sid_type.cast
+        ),
+      )
+    };
+    let (user_sessions, destroy_user_sessions) = match user {
+      Some((col, ty)) => {
+        let of_user = format!(
+          "s.{col} = {} AND s.{exp} >= {} AND ($2::text IS NULL OR s.{sid} <> {})",
+          ty.one("$1"),
+          expire.at("$3::float8"),
+          sid_type.one("$2")
+        );
+        let destroy = if tombstones {
+          format!(
+            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = least(greatest(s.{exp}, {}) - {TOMBSTONE_SHIFT}, \
+             {floor} - interval '1 day'), {col} = NULL WHERE {of_user}",
+            expire.at("$4::float8")
+          )
+        } else {
+          format!("DELETE FROM {table} AS s WHERE {of_user} AND $4::float8 IS NOT NULL")
+        };
+        (
+          Some(Stmt::new(
+            format!(
+              "SELECT {sid}::text, {sess}::text, extract(epoch FROM {exp}::timestamptz)::float8 \
+               FROM {table} WHERE {col} = {} AND {exp} >= {} ORDER BY {exp} DESC",
+              ty.one("$1"),
+              expire.at("$2::float8")
+            ),
+            &[Type::TEXT, Type::FLOAT8],
+          )),
+          Some(Stmt::new(
+            destroy,
+            &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8],
+          )),
+        )
+      }
+      None => (None, None),
+    };
+    let at_now = expire.at("$1::float8");
     Statements {
       batch_gets: sid_type.is_text(),
       typed_sid: !sid_type.is_text(),
+      has_user: user.is_some(),
       get: Stmt::new(
         format!(
           "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",
@@ -331,51 +550,46 @@ impl Statements {
       ),
       set: Stmt::new(
         format!(
-          "INSERT INTO {table} ({sid}, {sess}, {exp}) VALUES ({one}, $2::text{cast}, {at}) {upsert}",
+          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES ({one}, $2::text{cast}, {at}{user_one}) {upsert}",
           at = expire.at("$3::float8")
         ),
-        &[Type::TEXT, Type::TEXT, Type::FLOAT8],
+        set_types,
       ),
       // Rows are inserted, and so locked, in the order of the arrays: callers sort them, so two
       // batches never wait on each other in a cycle.
       set_batch: Stmt::new(
         format!(
-          "{wait}INSERT INTO {table} ({sid}, {sess}, {exp}) \
-           SELECT v.sid{sid_cast}, v.sess{cast}, {at} \
-           FROM lock_wait, unnest($1::text[], $2::text[], $3::float8[]) AS v(sid, sess, expire_at) {upsert}",
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) \
+           SELECT v.sid{sid_cast}, v.sess{cast}, {at}{user_many} \
+           FROM lock_wait, unnest($1::text[], $2::text[], $3::float8[]{user_param}) AS v(sid, sess, expire_at{user_alias}) {upsert}",
           wait = lock_wait(),
           sid_cast = sid_type.cast,
-          at = expire.at("v.expire_at")
+          at = expire.at("v.expire_at"),
+          user_alias = if user.is_some() { ", user_id" } else { "" }
         ),
-        &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
+        set_batch_types,
       ),
       set_one: Stmt::new(
         format!(
-          "{wait}INSERT INTO {table} ({sid}, {sess}, {exp}) SELECT {one}, $2::text{cast}, {at} \
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) SELECT {one}, $2::text{cast}, {at}{user_one} \
            FROM lock_wait {upsert}",
           wait = lock_wait(),
           at = expire.at("$3::float8")
         ),
-        &[Type::TEXT, Type::TEXT, Type::FLOAT8],
+        set_types,
       ),
       touch_one: Stmt::new(
         format!(
-          "{wait}UPDATE {table} SET {exp} = {} FROM lock_wait WHERE {sid} = {one}",
+          "{wait}UPDATE {table} AS s SET {exp} = {} FROM lock_wait WHERE s.{sid} = {one}{touch_guard}",
           expire.at("$2::float8"),
           wait = lock_wait()
         ),
         &[Type::TEXT, Type::FLOAT8],
       ),
-      destroy_one: Stmt::new(
-        format!(
-          "{wait}DELETE FROM {table} USING lock_wait WHERE {sid} = {one}",
-          wait = lock_wait()
-        ),
-        &[Type::TEXT],
-      ),
+      destroy_one: Stmt::new(destroy_one, &[Type::TEXT, Type::FLOAT8]),
       touch: Stmt::new(
         format!(
-          "UPDATE {table} SET {exp} = {} WHERE {sid} = {one}",
+          "UPDATE {table} AS s SET {exp} = {} WHERE s.{sid} = {one}{touch_guard}",
           expire.at("$2::float8")
         ),
         &[Type::TEXT, Type::FLOAT8],
@@ -384,27 +598,15 @@ impl Statements {
         format!(
           "{wait}UPDATE {table} AS s SET {exp} = {at} \
            FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
-           WHERE s.{sid} = v.sid{sid_cast} RETURNING v.sid",
+           WHERE s.{sid} = v.sid{sid_cast}{touch_guard} RETURNING v.sid",
           wait = lock_wait(),
           sid_cast = sid_type.cast,
           at = expire.at("v.expire_at")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
       ),
-      destroy: Stmt::new(
-        format!("DELETE FROM {table} WHERE {sid} = {one}"),
-        &[Type::TEXT],
-      ),
-      // Joined with unnest like the touch, so rows are found (and locked) in the array's order.
-      destroy_batch: Stmt::new(
-        format!(
-          "{wait}DELETE FROM {table} AS s USING lock_wait, unnest($1::text[]) AS v(sid) \
-           WHERE s.{sid} = v.sid{sid_cast}",
-          wait = lock_wait(),
-          sid_cast = sid_type.cast
-        ),
-        &[Type::TEXT_ARRAY],
-      ),
+      destroy: Stmt::new(destroy, &[Type::TEXT, Type::FLOAT8]),
+      destroy_batch: Stmt::new(destroy_batch, &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY]),
       all: Stmt::new(
         format!("SELECT {sid}::text, {sess}::text FROM {table} WHERE {live}"),
         &[Type::FLOAT8],
@@ -422,15 +624,21 @@ impl Statements {
       // `= ANY(ARRAY(…))` probes the sid index once per chosen row (`IN (…)` became a hash join
       // over the whole table). Not by ctid: a ctid is only unique within one partition or
       // inheritance child. The outer expiry test is what makes it safe: a row is deleted only
-      // if it is itself expired, whatever else shares its sid.
+      // if it is itself expired, whatever else shares its sid. Two ranges of the expiry index:
+      // expired sessions, and tombstones whose guard has ended (live tombstones lie between).
       prune_batch: Stmt::new(
         format!(
-          "DELETE FROM {table} WHERE {sid} = ANY(ARRAY(SELECT {sid} FROM {table} WHERE {exp} < {at} \
-           LIMIT $2::int8 FOR UPDATE SKIP LOCKED)) AND {exp} < {at}",
-          at = expire.at("$1::float8")
+          "WITH expired AS (SELECT {sid} FROM {table} WHERE {exp} < {at_now} AND {exp} >= {floor} \
+           LIMIT $2::int8 FOR UPDATE SKIP LOCKED), \
+           ended AS (SELECT {sid} FROM {table} WHERE {exp} < {at_now} - {TOMBSTONE_SHIFT} \
+           LIMIT $2::int8 FOR UPDATE SKIP LOCKED) \
+           DELETE FROM {table} WHERE {sid} = ANY(ARRAY(SELECT {sid} FROM expired UNION ALL SELECT {sid} FROM ended)) \
+           AND ({exp} < {at_now} AND {exp} >= {floor} OR {exp} < {at_now} - {TOMBSTONE_SHIFT})"
         ),
         &[Type::FLOAT8, Type::INT8],
       ),
+      user_sessions,
+      destroy_user_sessions,
     }
   }
 }
@@ -446,6 +654,17 @@ mod tests {
       session_id: "sid".into(),
       session_data: "sess".into(),
       expire: "expire".into(),
+      user_id: None,
+    }
+  }
+
+  fn shape(data: DataType, expire: ExpireType, sid: &SidType) -> Shape<'_> {
+    Shape {
+      data,
+      expire,
+      sid,
+      user: None,
+      tombstones: true,
     }
   }
 
@@ -479,21 +698,12 @@ mod tests {
   fn statements_use_quoted_names_and_casts() {
     let t = QuotedTable::new(spec("user \"sessions\"")).unwrap();
     assert_eq!(t.qualified, "\"app\".\"user \"\"sessions\"\"\"");
-    let s = Statements::new(
-      &t,
-      DataType::Jsonb,
-      ExpireType::Timestamp,
-      &SidType::default(),
-    );
+    let text = SidType::default();
+    let s = Statements::new(&t, &shape(DataType::Jsonb, ExpireType::Timestamp, &text));
     assert!(s.set.sql.contains("$2::text::jsonb"));
     assert!(s.get.sql.contains("to_timestamp($2::float8)::timestamp"));
     assert!(s.set.sql.contains("ON CONFLICT (\"sid\")"));
-    let s = Statements::new(
-      &t,
-      DataType::Text,
-      ExpireType::Timestamptz,
-      &SidType::default(),
-    );
+    let s = Statements::new(&t, &shape(DataType::Text, ExpireType::Timestamptz, &text));
     assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
     assert!(!s.get.sql.contains("::timestamp "));
     assert_eq!(s.set.types.len(), 3);
@@ -502,6 +712,64 @@ mod tests {
     assert!(!s.set.read_only && !s.touch_batch.read_only && !s.prune_batch.read_only);
     assert!(s.set_batch.sql.starts_with("WITH lock_wait"));
     assert!(!s.prune_batch.sql.contains("ctid"));
+  }
+
+  #[test]
+  fn tombstones_guard_writes_and_off_means_delete() {
+    let t = QuotedTable::new(spec("t")).unwrap();
+    let text = SidType::default();
+    let on = Statements::new(&t, &shape(DataType::Json, ExpireType::Timestamp, &text));
+    for stmt in [&on.set, &on.set_one, &on.set_batch] {
+      assert!(stmt
+        .sql
+        .ends_with("WHERE s.\"expire\" >= '1900-01-01'::timestamp"));
+    }
+    assert!(on
+      .touch_batch
+      .sql
+      .contains("AND s.\"expire\" >= '1900-01-01'"));
+    assert!(on.destroy.sql.starts_with("INSERT INTO"));
+    assert!(on
+      .destroy_batch
+      .sql
+      .contains("unnest($1::text[], $2::float8[])"));
+    assert!(on.user_sessions.is_none());
+    let off = Statements::new(
+      &t,
+      &Shape {
+        tombstones: false,
+        ..shape(DataType::Json, ExpireType::Timestamp, &text)
+      },
+    );
+    assert!(off.destroy.sql.starts_with("DELETE FROM"));
+    assert!(!off.set.sql.contains("1900"));
+    // Prune is the same either way: a table may be shared by stores with either setting.
+    assert_eq!(on.prune_batch.sql, off.prune_batch.sql);
+  }
+
+  #[test]
+  fn a_user_column_is_written_by_sets_and_created() {
+    let t = QuotedTable::new(TableSpec {
+      user_id: Some("owner".into()),
+      ..spec("t")
+    })
+    .unwrap();
+    let text = SidType::default();
+    let s = Statements::new(
+      &t,
+      &Shape {
+        user: Some(&text),
+        ..shape(DataType::Json, ExpireType::Timestamp, &text)
+      },
+    );
+    assert!(s.has_user && s.set.types.len() == 4 && s.set_batch.types.len() == 4);
+    assert!(s.set_batch.sql.contains("\"owner\" = EXCLUDED.\"owner\""));
+    assert!(s.destroy.sql.contains("\"owner\" = NULL"));
+    assert!(s.user_sessions.is_some() && s.destroy_user_sessions.is_some());
+    let create = t.create_table_sql();
+    assert!(create.contains("\"owner\" varchar NULL"));
+    assert!(create.contains("\"IDX_t_owner\" ON \"app\".\"t\" (\"owner\")"));
+    assert!(t.add_user_column_sql().unwrap().starts_with("ALTER TABLE"));
   }
 
   #[test]
@@ -534,7 +802,7 @@ mod tests {
   fn non_text_sid_columns_are_cast() {
     let t = QuotedTable::new(spec("t")).unwrap();
     let uuid = SidType::from_pg("U", "uuid");
-    let s = Statements::new(&t, DataType::Json, ExpireType::Timestamp, &uuid);
+    let s = Statements::new(&t, &shape(DataType::Json, ExpireType::Timestamp, &uuid));
     assert!(s.get.sql.contains("\"sid\" = $1::text::uuid"));
     assert!(s.get_many.sql.contains("ANY($1::text[]::uuid[])"));
     assert!(s.destroy_batch.sql.contains("v.sid::uuid"));

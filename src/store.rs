@@ -13,8 +13,14 @@ use crate::config::ConnectionOptions;
 use crate::engine::{Engine, EngineOptions, Op};
 use crate::error::StoreError;
 use crate::pool::Target;
-use crate::relay::Relay;
+use crate::protect::Opened;
+use crate::relay::{Answer, Relay};
 use crate::sql::TableSpec;
+use crate::table::Wants;
+
+/// How long a tombstone keeps a destroyed id from coming back at least, past the session's own
+/// expiry: longer than any request that loaded the session before the logout can still run.
+const TOMBSTONE_GUARD_SECONDS: f64 = 86_400.0;
 
 /// Everything the native store needs; `index.js` fills it from the user's options.
 #[napi(object)]
@@ -34,6 +40,14 @@ pub struct StoreOptions {
   pub session_data_column: Option<String>,
   /// Expiry column (`timestamp` or `timestamptz`); default `expire`.
   pub expire_column: Option<String>,
+  /// Owner column, for listUserSessions / destroyUserSessions; default none.
+  pub user_id_column: Option<String>,
+  /// A destroyed id stays destroyed (a tombstone row) against late writes; default true.
+  pub tombstones: Option<bool>,
+  /// Seal session data with AES-256-GCM; the first secret seals, every one opens.
+  pub secrets: Option<Vec<String>>,
+  /// Store SHA-256 hashes of session ids instead of the ids.
+  pub hash_session_ids: Option<bool>,
   /// Create the table (and schema) on first use when it is missing.
   pub create_table_if_missing: Option<bool>,
   /// false: send every statement unnamed, for PgBouncer in transaction mode. Default true.
@@ -53,9 +67,21 @@ pub struct StoreOptions {
 /// One live session as `all()` returns it.
 #[napi(object)]
 pub struct SessionRow {
+  /// The id as stored (its hash with `hashSessionIds`).
   pub sid: String,
-  /// The stored JSON text.
+  /// The session's JSON text.
   pub data: String,
+}
+
+/// One live session of a user, as `listUserSessions` returns it.
+#[napi(object)]
+pub struct UserSessionRow {
+  /// The id as stored (its hash with `hashSessionIds`).
+  pub sid: String,
+  /// The session's JSON text.
+  pub data: String,
+  /// When it expires, in ms since the epoch.
+  pub expires: f64,
 }
 
 /// A pool's state, as deadpool reports it.
@@ -108,8 +134,14 @@ impl NativeStore {
         session_id: options.session_id_column.unwrap_or_else(|| "sid".into()),
         session_data: options.session_data_column.unwrap_or_else(|| "sess".into()),
         expire: options.expire_column.unwrap_or_else(|| "expire".into()),
+        user_id: options.user_id_column.filter(|s| !s.is_empty()),
       },
-      create_table: options.create_table_if_missing.unwrap_or(false),
+      wants: Wants {
+        create: options.create_table_if_missing.unwrap_or(false),
+        tombstones: options.tombstones.unwrap_or(true),
+        hashed_ids: options.hash_session_ids.unwrap_or(false),
+      },
+      secrets: options.secrets.unwrap_or_default(),
       prepared: options.prepared_statements.unwrap_or(true),
       max: options.max,
       connection_timeout_ms: options.connection_timeout_millis,
@@ -130,17 +162,38 @@ impl NativeStore {
     let work = Work::Get {
       now: now_ms / 1000.0,
     };
-    self.calls.enqueue(sid, work, self.relay.ticket(&env, id));
+    self.enqueue(&env, id, sid, work);
   }
 
   /// Starts an upsert of one session: `deliver` receives null once it is stored.
   #[napi]
-  pub fn start_set(&self, env: Env, id: i32, sid: String, session_json: String, expire_at_ms: f64) {
-    let work = Work::Set {
-      session_json,
-      expire_at: expire_at_ms / 1000.0,
-    };
-    self.calls.enqueue(sid, work, self.relay.ticket(&env, id));
+  pub fn start_set(
+    &self,
+    env: Env,
+    id: i32,
+    sid: String,
+    session_json: String,
+    expire_at_ms: f64,
+    user_id: Option<String>,
+  ) {
+    let protect = &self.engine.protect;
+    let stored = protect.stored_id(sid);
+    match protect.seal(&stored, session_json) {
+      Ok(session_json) => {
+        let work = Work::Set {
+          session_json,
+          expire_at: expire_at_ms / 1000.0,
+          user_id,
+        };
+        self
+          .calls
+          .enqueue(stored, work, self.relay.ticket(&env, id));
+      }
+      Err(e) => {
+        let message = self.engine.failed(e).reason;
+        self.relay.ticket(&env, id).send(Answer::Failed(message));
+      }
+    }
   }
 
   /// Starts moving a session's expiry: `deliver` receives true when the session exists.
@@ -149,15 +202,22 @@ impl NativeStore {
     let work = Work::Touch {
       expire_at: expire_at_ms / 1000.0,
     };
-    self.calls.enqueue(sid, work, self.relay.ticket(&env, id));
+    self.enqueue(&env, id, sid, work);
   }
 
-  /// Starts deleting a session (a missing one is not an error): `deliver` receives null.
+  /// Starts destroying a session (a missing one is not an error): `deliver` receives null.
+  /// With tombstones the row stays as one, so no late write brings the id back.
   #[napi]
-  pub fn start_destroy(&self, env: Env, id: i32, sid: String) {
-    self
-      .calls
-      .enqueue(sid, Work::Destroy, self.relay.ticket(&env, id));
+  pub fn start_destroy(&self, env: Env, id: i32, sid: String, now_ms: f64) {
+    let work = Work::Destroy {
+      until: now_ms / 1000.0 + TOMBSTONE_GUARD_SECONDS,
+    };
+    self.enqueue(&env, id, sid, work);
+  }
+
+  fn enqueue(&self, env: &Env, id: i32, sid: String, work: Work) {
+    let stored = self.engine.protect.stored_id(sid);
+    self.calls.enqueue(stored, work, self.relay.ticket(env, id));
   }
 
   /// Starts deleting every session, after every call made before it: `deliver` receives null.
@@ -174,18 +234,81 @@ impl NativeStore {
     let rows = engine
       .call(Op::All, engine.read(|s| &s.all, &[&now]))
       .await?;
-    // A NULL in the data column (a row written by hand) is no session.
+    // A NULL in the data column (a row written by hand) is no session, nor is data no secret opens.
     Ok(
       rows
         .iter()
         .filter_map(|r| {
-          Some(SessionRow {
-            sid: r.get(0),
-            data: r.get::<_, Option<String>>(1)?,
-          })
+          let sid: String = r.get(0);
+          let data = self.open(&sid, r.get(1))?;
+          Some(SessionRow { sid, data })
         })
         .collect(),
     )
+  }
+
+  /// A user's live sessions (`columns.user_id`), the latest expiry first.
+  #[napi]
+  pub async fn list_user_sessions(
+    &self,
+    user_id: String,
+    now_ms: f64,
+  ) -> Result<Vec<UserSessionRow>> {
+    let engine = &self.engine;
+    let now = now_ms / 1000.0;
+    let list = async {
+      let st = engine.statements().await?;
+      let stmt = st.user_sessions.as_ref().ok_or_else(no_user_column)?;
+      Ok(engine.primary.run(stmt, &[&user_id, &now]).await?.0)
+    };
+    let rows = engine.call(Op::UserSessions, list).await?;
+    Ok(
+      rows
+        .iter()
+        .filter_map(|r| {
+          let sid: String = r.get(0);
+          let data = self.open(&sid, r.get(1))?;
+          let expires = r.get::<_, f64>(2) * 1000.0;
+          Some(UserSessionRow { sid, data, expires })
+        })
+        .collect(),
+    )
+  }
+
+  /// Destroys a user's live sessions (as `start_destroy` does each), but `except`; resolves
+  /// how many.
+  #[napi]
+  pub async fn destroy_user_sessions(
+    &self,
+    user_id: String,
+    except: Option<String>,
+    now_ms: f64,
+  ) -> Result<i64> {
+    let engine = &self.engine;
+    let now = now_ms / 1000.0;
+    let until = now + TOMBSTONE_GUARD_SECONDS;
+    let except = except.map(|sid| engine.protect.stored_id(sid));
+    let destroy = async {
+      let st = engine.statements().await?;
+      let stmt = st
+        .destroy_user_sessions
+        .as_ref()
+        .ok_or_else(no_user_column)?;
+      let (_, n) = engine
+        .primary
+        .run(stmt, &[&user_id, &except, &now, &until])
+        .await?;
+      Ok(n as i64)
+    };
+    engine.call(Op::DestroyUserSessions, destroy).await
+  }
+
+  /// Stored data as session JSON: None for a NULL or for data no secret opens.
+  fn open(&self, stored_id: &str, text: Option<String>) -> Option<String> {
+    match self.engine.protect.open(stored_id, text?) {
+      Opened::Text(json) => Some(json),
+      Opened::Unreadable => None,
+    }
   }
 
   /// The ids of every live session.
@@ -271,6 +394,12 @@ impl NativeStore {
   pub fn closed(&self) -> bool {
     self.engine.is_closed()
   }
+}
+
+fn no_user_column() -> StoreError {
+  StoreError::InvalidOption(
+    "listUserSessions and destroyUserSessions need `columns.user_id`: the column that names each session's user".into(),
+  )
 }
 
 fn pool_stats(target: &Target) -> PoolStats {

@@ -9,13 +9,24 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Target;
-use crate::sql::{DataType, ExpireType, QuotedTable, SidType, Statements};
+use crate::sql::{DataType, ExpireType, QuotedTable, Shape, SidType, Statements};
 
 type Lookup = Shared<BoxFuture<'static, StoreResult<Arc<Statements>>>>;
 
+/// What the store asks of the table besides its names.
+#[derive(Clone, Copy)]
+pub struct Wants {
+  /// Create the table (and schema) when it is missing.
+  pub create: bool,
+  /// A destroy leaves a tombstone.
+  pub tombstones: bool,
+  /// Ids are stored hashed: the sid column must hold text.
+  pub hashed_ids: bool,
+}
+
 pub struct Table {
   quoted: Arc<QuotedTable>,
-  create: bool,
+  wants: Wants,
   ready: OnceLock<Arc<Statements>>,
   lookup: Mutex<Option<Lookup>>,
 }
@@ -30,10 +41,10 @@ struct Column {
 }
 
 impl Table {
-  pub fn new(quoted: QuotedTable, create: bool) -> Self {
+  pub fn new(quoted: QuotedTable, wants: Wants) -> Self {
     Table {
       quoted: Arc::new(quoted),
-      create,
+      wants,
       ready: OnceLock::new(),
       lookup: Mutex::new(None),
     }
@@ -48,7 +59,7 @@ impl Table {
       let mut slot = self.lookup.lock().map_err(|_| poisoned())?;
       slot
         .get_or_insert_with(|| {
-          inspect(self.quoted.clone(), primary.clone(), self.create)
+          inspect(self.quoted.clone(), primary.clone(), self.wants)
             .boxed()
             .shared()
         })
@@ -77,10 +88,10 @@ fn poisoned() -> StoreError {
 async fn inspect(
   table: Arc<QuotedTable>,
   primary: Arc<Target>,
-  create: bool,
+  wants: Wants,
 ) -> StoreResult<Arc<Statements>> {
   let mut columns = column_types(&table, &primary).await?;
-  if columns.is_none() && create {
+  if columns.is_none() && wants.create {
     match primary.batch(&table.create_table_sql()).await {
       // Another process created it between our look and our CREATE.
       Err(StoreError::Db { sqlstate, .. }) if sqlstate == "23505" || sqlstate == "42P07" => {}
@@ -123,8 +134,35 @@ async fn inspect(
       spec.expire, table.qualified, expire.formatted
     ))
   })?;
+  let user_type = match (&spec.user_id, table.add_user_column_sql()) {
+    (Some(user), Some(alter)) => {
+      let column = columns.get(user).ok_or_else(|| {
+        StoreError::Schema(format!(
+          "the session table {} has no column \"{user}\" for `columns.user_id`; add it by running\n{alter}\nor set `columns.user_id` to the right name",
+          table.qualified
+        ))
+      })?;
+      Some(SidType::from_pg(&column.category, &column.formatted))
+    }
+    _ => None,
+  };
   let sid_type = SidType::from_pg(&sid.category, &sid.formatted);
-  let mut statements = Statements::new(&table, data_type, expire_type, &sid_type);
+  if wants.hashed_ids && !sid_type.is_text() {
+    return Err(StoreError::Schema(format!(
+      "column \"{}\" of {} is {}; `hashSessionIds` stores a 64-character hex hash, so the session id column must be varchar or text",
+      spec.session_id, table.qualified, sid.formatted
+    )));
+  }
+  let mut statements = Statements::new(
+    &table,
+    &Shape {
+      data: data_type,
+      expire: expire_type,
+      sid: &sid_type,
+      user: user_type.as_ref(),
+      tombstones: wants.tombstones,
+    },
+  );
   statements.batch_gets &= sid.deterministic;
   Ok(Arc::new(statements))
 }

@@ -3,7 +3,7 @@ import session from 'express-session'
 import express from 'express'
 import pg from 'pg'
 import pgSession from '../..'
-import type { Options, PGStore, ErrorCode } from '../..'
+import type { Options, PGStore, ErrorCode, UserSession } from '../..'
 
 const PGStoreClass = pgSession(session)
 const pool = new pg.Pool({ connectionString: 'postgres://localhost/app', max: 5 })
@@ -59,6 +59,28 @@ async function promises (): Promise<void> {
   void [sess, all, ids, n, pruned, waiting, closed]
 }
 
+// Session security: tombstones, sign out everywhere, encryption at rest, hashed ids.
+async function security (): Promise<void> {
+  const secure = new PGStoreClass({
+    columns: { user_id: 'user_id' },
+    userId: (sess) => (sess.visits === undefined ? null : 'u1'),
+    secret: ['new secret, long and random', 'old secret, long and random'],
+    hashSessionIds: true,
+    tombstones: true,
+  })
+  const devices: UserSession[] = await secure.listUserSessions('u1')
+  const first: Date | undefined = devices[0]?.expires
+  const destroyed: number = await secure.destroyUserSessions(42, { except: 'current-sid' })
+  await secure.destroyUserSessions('u1')
+  secure.destroyUserSessions('u1', (err, n) => { void [err, n] })
+  secure.listUserSessions(7, (err, list) => { void [err, list?.[0]?.session.cookie] })
+  // @ts-expect-error userId must return an id, not an object
+  new PGStoreClass({ columns: { user_id: 'u' }, userId: () => ({ id: 1 }) })
+  // @ts-expect-error secret is a string or a list of strings
+  new PGStoreClass({ secret: 42 })
+  void [first, destroyed]
+}
+
 function callbacks (): void {
   store.get('sid', (err, sess) => { void [err, sess] })
   store.set('sid', { cookie: new session.Cookie() }, (err) => { void err })
@@ -76,7 +98,7 @@ new PGStoreClass({ columns: { id: 'sid' } })
 // @ts-expect-error pruneSessionInterval is seconds or false
 new PGStoreClass({ pruneSessionInterval: true })
 
-void [promises, callbacks, code]
+void [promises, callbacks, code, security]
 
 declare module 'express-session' {
   interface SessionData {
