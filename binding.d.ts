@@ -34,10 +34,11 @@ export declare class NativeStore {
   /** A user's live sessions (`columns.user_id`), the latest expiry first. */
   listUserSessions(userId: string, nowMs: number): Promise<Array<UserSessionRow>>
   /**
-   * Destroys a user's live sessions (as `start_destroy` does each), but `except`; resolves
+   * Destroys a user's live sessions (as `start_destroy` does each), but `except` (a session id
+   * as the app knows it), or only those of `sids` (ids as listUserSessions gives them); resolves
    * how many.
    */
-  destroyUserSessions(userId: string, except: string | undefined | null, nowMs: number): Promise<number>
+  destroyUserSessions(userId: string, except: string | undefined | null, sids: Array<string> | undefined | null, nowMs: number): Promise<number>
   /** The ids of every live session. */
   ids(nowMs: number): Promise<Array<string>>
   /** How many live sessions there are. */

@@ -5,6 +5,7 @@ export type Options = expressPgSession.Options
 export type ConnectionConfig = expressPgSession.ConnectionConfig
 export type Columns = expressPgSession.Columns
 export type UserSession = expressPgSession.UserSession
+export type DestroyUserSessionsOptions = expressPgSession.DestroyUserSessionsOptions
 export type SslOption = expressPgSession.SslOption
 export type PGStore = expressPgSession.PGStore
 export type PGStoreConstructor = expressPgSession.PGStoreConstructor

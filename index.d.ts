@@ -60,6 +60,13 @@ declare namespace expressPgSession {
     user_id?: string
   }
 
+  interface DestroyUserSessionsOptions {
+    /** Keep this session (the current one: `req.sessionID`). */
+    except?: string | null
+    /** Destroy only these of the user's sessions, by the `sid` listUserSessions gave (hashed with `hashSessionIds`). */
+    sids?: string[]
+  }
+
   /** One live session of a user, as `listUserSessions` gives it. */
   interface UserSession {
     /** The id as stored: with `hashSessionIds`, its SHA-256 in hex (compare `req.sessionID` hashed). */
@@ -144,12 +151,12 @@ declare namespace expressPgSession {
     clear (cb: (err?: Error | null) => void): void
     clear (): Promise<void>
     /** The live sessions of one user (`columns.user_id`), the latest expiry first. */
-    listUserSessions (userId: string | number, cb: Callback<UserSession[]>): void
-    listUserSessions (userId: string | number): Promise<UserSession[]>
-    /** Destroys every live session of one user but `except` (a session id, as express gives it); the value is how many. */
-    destroyUserSessions (userId: string | number, options: { except?: string | null }, cb: Callback<number>): void
-    destroyUserSessions (userId: string | number, cb: Callback<number>): void
-    destroyUserSessions (userId: string | number, options?: { except?: string | null }): Promise<number>
+    listUserSessions (userId: string | number | bigint, cb: Callback<UserSession[]>): void
+    listUserSessions (userId: string | number | bigint): Promise<UserSession[]>
+    /** Destroys the live sessions of one user: all but `except` (a session id, as `req.sessionID`), or only `sids` (ids as listUserSessions gives them); the value is how many. */
+    destroyUserSessions (userId: string | number | bigint, options: DestroyUserSessionsOptions | null, cb: Callback<number>): void
+    destroyUserSessions (userId: string | number | bigint, cb: Callback<number>): void
+    destroyUserSessions (userId: string | number | bigint, options?: DestroyUserSessionsOptions | null): Promise<number>
     /** Deletes expired sessions now (the value is how many), then re-arms the timer. */
     pruneSessions (cb: Callback<number>): void
     pruneSessions (): Promise<number>

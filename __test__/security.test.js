@@ -238,6 +238,24 @@ describe('sign out everywhere (`columns.user_id`)', () => {
     const objects = storeOn({ columns: { user_id: 'user_id' } })
     await assert.rejects(objects.set('a', sess({ passport: { user: { id: 1 } } })), { code: 'ERR_PG_SESSION_INVALID_ARG', message: /userId/ })
     await assert.rejects(objects.listUserSessions(''), { code: 'ERR_PG_SESSION_INVALID_ARG' })
+    // A session id where the options go would silently sign out the current session too.
+    await assert.rejects(objects.destroyUserSessions('u', 'a-session-id'), { code: 'ERR_PG_SESSION_INVALID_ARG' })
+  })
+
+  test('an owner value the column cannot hold fails that set with 22P02, without the value in the message', async () => {
+    const table = uniqueName('intuser')
+    await withClient((c) => c.query(`CREATE TABLE "${table}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL, owner int)`))
+    const store = storeOn({ columns: { user_id: 'owner' }, createTableIfMissing: false }, table)
+    await store.set('ok', sess({ passport: { user: 42 } }))
+    const [bad, good] = await Promise.allSettled([
+      store.set('bad', sess({ passport: { user: 'bob@example.com' } })),
+      store.set('good', sess({ passport: { user: 43 } })),
+    ])
+    assert.equal(bad.status, 'rejected')
+    assert.equal(bad.reason.code, '22P02')
+    assert.doesNotMatch(bad.reason.message, /bob@example/)
+    assert.equal(good.status, 'fulfilled', 'one session\'s bad owner fails only that session')
+    assert.deepEqual((await store.listUserSessions(42)).map((s) => s.sid), ['ok'])
   })
 })
 
@@ -251,6 +269,15 @@ describe('encrypted at rest (`secret`)', () => {
       const [row] = await rawRows(table)
       assert.ok(!row.sess.includes('4111'), row.sess)
       assert.equal(JSON.parse(row.sess).pgs, 1)
+      // Readers without the secret (connect-pg-simple, a rollback) see an empty, long-expired session.
+      const ConnectPg = require('connect-pg-simple')(session)
+      const theirs = new ConnectPg({ conString: DATABASE_URL, tableName: table, pruneSessionInterval: false })
+      try {
+        const seen = await new Promise((resolve, reject) => theirs.get('s', (err, s) => err ? reject(err) : resolve(s)))
+        assert.equal(new Date(seen.cookie.expires).getTime(), 0)
+      } finally {
+        await theirs.close()
+      }
       assert.equal((await store.get('s')).card, '4111-1111-1111-1111')
       assert.equal((await store.all())[0].card, '4111-1111-1111-1111')
     })
@@ -309,10 +336,28 @@ describe('ids a dump cannot replay (`hashSessionIds`)', () => {
     assert.equal((await request(app).get('/me').set('Cookie', cookie).expect(200)).body.user, null)
   })
 
-  test('a uuid sid column cannot hold a hash: ERR_PG_SESSION_SCHEMA says so', async () => {
+  test('hashSessionIds: one listed device is signed out by the id listUserSessions gave', async () => {
+    const store = storeOn({ hashSessionIds: true, columns: { user_id: 'user_id' } })
+    await store.set('laptop', sess({ passport: { user: 'dan' } }))
+    await store.set('phone', sess({ passport: { user: 'dan' } }))
+    await store.set('other', sess({ passport: { user: 'eve' } }))
+    const listed = await store.listUserSessions('dan')
+    const phone = crypto.createHash('sha256').update('phone').digest('hex')
+    assert.ok(listed.some((s) => s.sid === phone))
+    // Another user's listed id is out of reach: only the user's own sessions are destroyed.
+    const eve = (await store.listUserSessions('eve'))[0].sid
+    assert.equal(await store.destroyUserSessions('dan', { sids: [phone, eve] }), 1)
+    assert.equal(await store.get('phone'), null)
+    assert.notEqual(await store.get('laptop'), null)
+    assert.notEqual(await store.get('other'), null)
+  })
+
+  test('a uuid sid column cannot hold a hash, nor give back ids as sealed: ERR_PG_SESSION_SCHEMA says so', async () => {
     const table = uniqueName('hashuuid')
     await withClient((c) => c.query(`CREATE TABLE "${table}" (sid uuid PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL)`))
     const store = storeOn({ hashSessionIds: true, createTableIfMissing: false }, table)
     await assert.rejects(store.get(crypto.randomUUID()), { code: 'ERR_PG_SESSION_SCHEMA', message: /hashSessionIds/ })
+    const sealed = storeOn({ secret: 'a secret that is long enough', createTableIfMissing: false }, table)
+    await assert.rejects(sealed.get(crypto.randomUUID()), { code: 'ERR_PG_SESSION_SCHEMA', message: /secret/ })
   })
 })

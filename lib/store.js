@@ -340,7 +340,7 @@ module.exports = function storeClass (Store, NativeStore) {
 
     /**
      * The live sessions of one user (`columns.user_id`), the latest expiry first.
-     * @param {string | number} userId
+     * @param {string | number | bigint} userId
      * @param {(err: Error | null, sessions?: { sid: string, session: any, expires: Date }[]) => void} [cb]
      */
     listUserSessions (userId, cb) {
@@ -356,10 +356,10 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
-     * Destroys every live session of one user but `except` (sign out everywhere / my other
-     * devices); resolves how many.
-     * @param {string | number} userId
-     * @param {{ except?: string } | ((err: Error | null, destroyed?: number) => void)} [options]
+     * Destroys the live sessions of one user (sign out everywhere): all but `except` (a session
+     * id, as `req.sessionID`), or only `sids` (ids as listUserSessions gives them); resolves how many.
+     * @param {string | number | bigint} userId
+     * @param {{ except?: string | null, sids?: string[] } | null | ((err: Error | null, destroyed?: number) => void)} [options]
      * @param {(err: Error | null, destroyed?: number) => void} [cb]
      */
     destroyUserSessions (userId, options, cb) {
@@ -368,9 +368,15 @@ module.exports = function storeClass (Store, NativeStore) {
         options = undefined
       }
       return settle(this.#call(async () => {
-        const except = options && options.except
-        if (except !== undefined && except !== null) checkSid(except)
-        return this.#native.destroyUserSessions(userText(userId), except === undefined || except === null ? null : except, Date.now())
+        if (options !== undefined && options !== null && !isObject(options)) {
+          throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the second argument of destroyUserSessions is { except: sid } or { sids: [...] }', TypeError)
+        }
+        const { except = null, sids = null } = options || {}
+        if (except !== null) checkSid(except)
+        if (sids !== null && !(Array.isArray(sids) && sids.every((s) => typeof s === 'string'))) {
+          throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: `sids` must be an array of session ids as listUserSessions gives them', TypeError)
+        }
+        return this.#native.destroyUserSessions(userText(userId), except, sids, Date.now())
       }), cb)
     }
 

@@ -123,8 +123,9 @@ impl From<tokio_postgres::Error> for StoreError {
   fn from(err: tokio_postgres::Error) -> Self {
     if let Some(db) = err.as_db_error() {
       let sqlstate = db.code().code().to_string();
-      let mut message = format!("PostgreSQL: {}", db.message());
-      if let Some(detail) = db.detail() {
+      let mut message = format!("PostgreSQL: {}", without_value(&sqlstate, db.message()));
+      // A data error's detail quotes the value (a session id, a user id): it stays out.
+      if let Some(detail) = db.detail().filter(|_| !sqlstate.starts_with("22")) {
         message.push_str(&format!(" ({detail})"));
       }
       if let Some(hint) = db.hint() {
@@ -161,6 +162,17 @@ impl From<deadpool_postgres::PoolError> for StoreError {
       )),
       other => StoreError::Connect(format!("could not get a connection to PostgreSQL ({other})")),
     }
+  }
+}
+
+/// A data error (22xxx) quotes the value it refused (`invalid input syntax for type uuid: "…"`),
+/// which may be a session id or a user id: the message keeps what was wrong, not the value.
+fn without_value<'a>(sqlstate: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
+  match message.find(": \"") {
+    Some(at) if sqlstate.starts_with("22") => {
+      format!("{} (value not shown)", &message[..at]).into()
+    }
+    _ => message.into(),
   }
 }
 

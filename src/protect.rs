@@ -1,8 +1,9 @@
 //! What the table never holds in clear, when asked: session data sealed with AES-256-GCM under
 //! keys derived from `secret`, and session ids replaced by their SHA-256 (`hashSessionIds`).
 //!
-//! A sealed row is a JSON object `{"pgs":1,"k":"<key id>","iv":"<nonce>","ct":"<ciphertext>"}`,
-//! valid in a json, jsonb or text column. The stored id is the additional data, so a row's
+//! A sealed row is a JSON object `{"cookie":{…expired…},"pgs":1,"k":"<key id>","iv":"<nonce>",
+//! "ct":"<ciphertext>"}`, valid in a json, jsonb or text column; a reader that knows no secret
+//! (connect-pg-simple, an older version) sees an empty session whose cookie has expired. The stored id is the additional data, so a row's
 //! data copied onto another id does not open. Rows that are not envelopes read as they are:
 //! turning `secret` on needs no migration.
 
@@ -19,6 +20,8 @@ use crate::error::{StoreError, StoreResult};
 const SALT: &[u8] = b"express-pg-session/v1";
 const INFO: &[u8] = b"session data, AES-256-GCM";
 const ENVELOPE: u64 = 1;
+/// What a reader without the secret takes for the session's cookie: long expired.
+const STUB_COOKIE: &str = r#"{"originalMaxAge":0,"expires":"1970-01-01T00:00:00.000Z"}"#;
 
 struct Key {
   /// First 4 bytes of SHA-256 of the key, in hex: picks the key without trying each.
@@ -83,7 +86,7 @@ impl Protect {
       )
       .map_err(|_| StoreError::Seal("session data could not be encrypted".into()))?;
     Ok(format!(
-      "{{\"pgs\":{ENVELOPE},\"k\":\"{}\",\"iv\":\"{}\",\"ct\":\"{}\"}}",
+      "{{\"cookie\":{STUB_COOKIE},\"pgs\":{ENVELOPE},\"k\":\"{}\",\"iv\":\"{}\",\"ct\":\"{}\"}}",
       key.id,
       B64.encode(nonce),
       B64.encode(sealed)
@@ -149,7 +152,8 @@ struct Envelope {
 }
 
 impl Envelope {
-  /// An envelope has exactly the four members (in any order and spacing: jsonb reorders them).
+  /// An envelope has the four members and the stub cookie (in any order and spacing: jsonb
+  /// reorders them).
   fn parse(text: &str) -> Option<Self> {
     if !text.contains("\"pgs\"") {
       return None;
@@ -157,7 +161,7 @@ impl Envelope {
     let serde_json::Value::Object(map) = serde_json::from_str(text).ok()? else {
       return None;
     };
-    if map.len() != 4 || map.get("pgs")?.as_u64()? != ENVELOPE {
+    if map.len() != 5 || !map.contains_key("cookie") || map.get("pgs")?.as_u64()? != ENVELOPE {
       return None;
     }
     Some(Envelope {
@@ -205,7 +209,8 @@ mod tests {
     for text in [
       "{\"a\":1}",
       "{\"pgs\":1}",
-      "{\"pgs\":2,\"k\":\"\",\"iv\":\"\",\"ct\":\"\"}",
+      "{\"cookie\":{},\"pgs\":2,\"k\":\"\",\"iv\":\"\",\"ct\":\"\"}",
+      "{\"pgs\":1,\"k\":\"\",\"iv\":\"\",\"ct\":\"\"}",
     ] {
       assert_eq!(
         p.open("x", text.to_string()),
@@ -220,8 +225,8 @@ mod tests {
     let sealed = p.seal("x", "{}".into()).unwrap();
     let v: serde_json::Value = serde_json::from_str(&sealed).unwrap();
     let reordered = format!(
-      "{{\"k\": {}, \"ct\": {}, \"iv\": {}, \"pgs\": 1}}",
-      v["k"], v["ct"], v["iv"]
+      "{{\"k\": {}, \"ct\": {}, \"iv\": {}, \"pgs\": 1, \"cookie\": {}}}",
+      v["k"], v["ct"], v["iv"], v["cookie"]
     );
     assert_eq!(p.open("x", reordered), Opened::Text("{}".into()));
   }

@@ -363,7 +363,8 @@ pub struct Statements {
   pub prune_batch: Stmt,
   /// A user's live sessions, newest expiry first: (user, now).
   pub user_sessions: Option<Stmt>,
-  /// Destroys a user's live sessions but one: (user, except sid or null, now, guard until).
+  /// Destroys a user's live sessions: (user, except sid or null, now, guard until, only these
+  /// stored ids or null).
   pub destroy_user_sessions: Option<Stmt>,
 }
 
@@ -494,11 +495,13 @@ impl Statements {
     };
     let (user_sessions, destroy_user_sessions) = match user {
       Some((col, ty)) => {
+        // Ids compared as text, as listUserSessions gives them and as the app knows them: an
+        // `except` a uuid column could not hold must not fail the call.
         let of_user = format!(
-          "s.{col} = {} AND s.{exp} >= {} AND ($2::text IS NULL OR s.{sid} <> {})",
+          "s.{col} = {} AND s.{exp} >= {} AND ($2::text IS NULL OR s.{sid}::text <> $2::text) \
+           AND ($5::text[] IS NULL OR s.{sid}::text = ANY($5::text[]))",
           ty.one("$1"),
           expire.at("$3::float8"),
-          sid_type.one("$2")
         );
         let destroy = if tombstones {
           format!(
@@ -521,7 +524,13 @@ impl Statements {
           )),
           Some(Stmt::new(
             destroy,
-            &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8],
+            &[
+              Type::TEXT,
+              Type::TEXT,
+              Type::FLOAT8,
+              Type::FLOAT8,
+              Type::TEXT_ARRAY,
+            ],
           )),
         )
       }
@@ -625,7 +634,8 @@ impl Statements {
       // over the whole table). Not by ctid: a ctid is only unique within one partition or
       // inheritance child. The outer expiry test is what makes it safe: a row is deleted only
       // if it is itself expired, whatever else shares its sid. Two ranges of the expiry index:
-      // expired sessions, and tombstones whose guard has ended (live tombstones lie between).
+      // expired sessions, and tombstones whose guard has ended (live tombstones lie between); each
+      // range takes up to the batch size, so one statement deletes at most twice that.
       prune_batch: Stmt::new(
         format!(
           "WITH expired AS (SELECT {sid} FROM {table} WHERE {exp} < {at_now} AND {exp} >= {floor} \

@@ -140,6 +140,7 @@ impl NativeStore {
         create: options.create_table_if_missing.unwrap_or(false),
         tombstones: options.tombstones.unwrap_or(true),
         hashed_ids: options.hash_session_ids.unwrap_or(false),
+        sealed: options.secrets.as_ref().is_some_and(|s| !s.is_empty()),
       },
       secrets: options.secrets.unwrap_or_default(),
       prepared: options.prepared_statements.unwrap_or(true),
@@ -275,13 +276,15 @@ impl NativeStore {
     )
   }
 
-  /// Destroys a user's live sessions (as `start_destroy` does each), but `except`; resolves
+  /// Destroys a user's live sessions (as `start_destroy` does each), but `except` (a session id
+  /// as the app knows it), or only those of `sids` (ids as listUserSessions gives them); resolves
   /// how many.
   #[napi]
   pub async fn destroy_user_sessions(
     &self,
     user_id: String,
     except: Option<String>,
+    sids: Option<Vec<String>>,
     now_ms: f64,
   ) -> Result<i64> {
     let engine = &self.engine;
@@ -296,7 +299,7 @@ impl NativeStore {
         .ok_or_else(no_user_column)?;
       let (_, n) = engine
         .primary
-        .run(stmt, &[&user_id, &except, &now, &until])
+        .run(stmt, &[&user_id, &except, &now, &until, &sids])
         .await?;
       Ok(n as i64)
     };

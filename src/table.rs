@@ -22,6 +22,9 @@ pub struct Wants {
   pub tombstones: bool,
   /// Ids are stored hashed: the sid column must hold text.
   pub hashed_ids: bool,
+  /// Data is sealed to its id as given: the sid column must hold text as given (a uuid column
+  /// would give back another spelling, and `all()` could not open the row).
+  pub sealed: bool,
 }
 
 pub struct Table {
@@ -147,9 +150,14 @@ async fn inspect(
     _ => None,
   };
   let sid_type = SidType::from_pg(&sid.category, &sid.formatted);
-  if wants.hashed_ids && !sid_type.is_text() {
+  if (wants.hashed_ids || wants.sealed) && !sid_type.is_text() {
+    let option = if wants.hashed_ids {
+      "`hashSessionIds` stores a 64-character hex hash"
+    } else {
+      "`secret` binds each session's data to its id as given"
+    };
     return Err(StoreError::Schema(format!(
-      "column \"{}\" of {} is {}; `hashSessionIds` stores a 64-character hex hash, so the session id column must be varchar or text",
+      "column \"{}\" of {} is {}; {option}, so the session id column must be varchar or text",
       spec.session_id, table.qualified, sid.formatted
     )));
   }

@@ -72,6 +72,9 @@ async function security (): Promise<void> {
   const first: Date | undefined = devices[0]?.expires
   const destroyed: number = await secure.destroyUserSessions(42, { except: 'current-sid' })
   await secure.destroyUserSessions('u1')
+  await secure.destroyUserSessions(7n, { sids: devices.map((d) => d.sid) })
+  // @ts-expect-error the second argument is an options object, not a session id
+  await secure.destroyUserSessions('u1', 'current-sid')
   secure.destroyUserSessions('u1', (err, n) => { void [err, n] })
   secure.listUserSessions(7, (err, list) => { void [err, list?.[0]?.session.cookie] })
   // @ts-expect-error userId must return an id, not an object
