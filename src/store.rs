@@ -235,13 +235,11 @@ impl NativeStore {
     let rows = engine
       .call(Op::All, engine.read(|s| &s.all, &[&now]))
       .await?;
-    // A NULL in the data column (a row written by hand) is no session, nor is data no secret opens.
     Ok(
       rows
         .iter()
         .filter_map(|r| {
-          let sid: String = r.get(0);
-          let data = self.open(&sid, r.get(1))?;
+          let (sid, data) = self.opened(r)?;
           Some(SessionRow { sid, data })
         })
         .collect(),
@@ -267,8 +265,7 @@ impl NativeStore {
       rows
         .iter()
         .filter_map(|r| {
-          let sid: String = r.get(0);
-          let data = self.open(&sid, r.get(1))?;
+          let (sid, data) = self.opened(r)?;
           let expires = r.get::<_, f64>(2) * 1000.0;
           Some(UserSessionRow { sid, data, expires })
         })
@@ -306,10 +303,16 @@ impl NativeStore {
     engine.call(Op::DestroyUserSessions, destroy).await
   }
 
-  /// Stored data as session JSON: None for a NULL or for data no secret opens.
-  fn open(&self, stored_id: &str, text: Option<String>) -> Option<String> {
-    match self.engine.protect.open(stored_id, text?) {
-      Opened::Text(json) => Some(json),
+  /// A row's (id, session JSON): None for a NULL in the data column (a row written by hand) or
+  /// for data no secret opens.
+  fn opened(&self, row: &tokio_postgres::Row) -> Option<(String, String)> {
+    let sid: String = row.get(0);
+    match self
+      .engine
+      .protect
+      .open(&sid, row.get::<_, Option<String>>(1)?)
+    {
+      Opened::Text(json) => Some((sid, json)),
       Opened::Unreadable => None,
     }
   }
