@@ -1,7 +1,11 @@
 'use strict'
 
-// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]`
-// Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. Writes
+// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]
+//   [-- --vs=cps,redis]`
+// Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. The store and
+// Express benchmarks also run connect-redis on a Redis started here (bench/redis.js), skipped
+// with a message where that cannot be done; --vs picks their contenders beside ours (default
+// both; `--only=store,express --vs=redis` is the quick comparison with connect-redis). Writes
 // bench/results/results.json, results.md and chart.svg (bench/results/partial/ for --only), and
 // the documents' performance sections between their markers (not for --only or --no-readme):
 // the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
@@ -18,6 +22,7 @@ const { runTableSize } = require('./table-size')
 const { runPgbench } = require('./pgbench')
 const { summarize, markdown } = require('./report')
 const { saveResults, writeDocs } = require('./publish')
+const { startRedis } = require('./redis')
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -25,7 +30,9 @@ const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : null
 const wants = (name) => !only || only.has(name)
 // --no-readme: results only, the documents are left as they are.
-const writeDocuments = !args.includes('--no-readme') && !only
+const vsArg = args.find((a) => a.startsWith('--vs='))
+const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'redis']
+const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
 
 // Full: ≈ 13 minutes on a 2-core machine (hot + locked ≈ 3.7 of them); quick: ≈ 4 minutes (hot + locked ≈ 1.7).
 const plan = quick
@@ -44,6 +51,7 @@ async function main () {
     url = server.url
   }
   const started = Date.now()
+  let redis = null
   try {
     const version = (await sql(url, 'SHOW server_version')).rows[0].server_version
     const cpus = os.cpus()
@@ -54,12 +62,24 @@ async function main () {
       command: `npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`,
       plan,
     }
+    let others = vs.filter((k) => k !== 'redis')
+    if (vs.includes('redis') && (wants('store') || wants('express'))) {
+      const r = await startRedis(log)
+      if (r.skip) {
+        log(`connect-redis contender SKIPPED: ${r.skip}`)
+      } else {
+        redis = r
+        others = [...others, 'redis']
+        raw.redis = `${redis.version}, no persistence; connect-redis ${packageVersion('connect-redis')}, redis ${packageVersion('redis')}`
+        log(`connect-redis contender: ${raw.redis} at ${redis.url}`)
+      }
+    }
     if (wants('pgbench')) { log('PostgreSQL\'s own limit (pgbench)'); raw.pgbench = await runPgbench({ url, seconds: plan.pgbenchSeconds, log }) }
-    if (wants('store')) { log('Store operations'); raw.store = await runStoreOps({ url, rounds: plan.rounds, seconds: plan.storeSeconds, log }) }
+    if (wants('store')) { log('Store operations'); raw.store = await runStoreOps({ url, rounds: plan.rounds, seconds: plan.storeSeconds, others, redis, log }) }
     if (wants('latency')) { log('Single-operation latency'); raw.latency = await runLatency({ url, rounds: plan.rounds, seconds: plan.latencySeconds, log }) }
     if (wants('hot')) { log('Hot sessions'); raw.hot = await runHot({ url, rounds: plan.rounds, seconds: plan.hotSeconds, log }) }
     if (wants('locked')) { log('One row locked'); raw.locked = await runLocked({ url, rounds: plan.rounds, holdSeconds: plan.lockHoldSeconds, log }) }
-    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, log }) }
+    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others, redis, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
     if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
 
@@ -71,9 +91,15 @@ async function main () {
     if (writeDocuments) writeDocs(summary, log)
     log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${path.relative(path.join(__dirname, '..'), dir)}/`)
   } finally {
+    if (redis) await redis.stop()
     await cleanUp(url)
     if (server) await server.destroy()
   }
+}
+
+/** An installed package's version (connect-redis exports no package.json). */
+function packageVersion (name) {
+  return JSON.parse(require('node:fs').readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')).version
 }
 
 async function cleanUp (url) {
