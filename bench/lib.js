@@ -55,7 +55,8 @@ async function sql (url, text, params) {
 }
 
 /**
- * A store of the given kind with a pool of `max`: 'ours', 'cps' (connect-pg-simple + pg), 'redis'
+ * A store of the given kind with a pool of `max`: 'ours', 'eager' (ours with touchAfter: 0),
+ * 'cps' (connect-pg-simple + pg), 'redis'
  * (connect-redis + node-redis on `redisUrl`, one connection as its README sets it up) or 'memory'.
  * `ready` settles once the store can take calls (node-redis refuses commands before connect()).
  * @returns {{ store: any, close: () => Promise<void>, ready: Promise<void> }}
@@ -63,9 +64,10 @@ async function sql (url, text, params) {
 function makeStore (kind, { url, table, max = 10, redisUrl }) {
   const session = require('express-session')
   const ready = Promise.resolve()
-  if (kind === 'ours') {
+  if (kind === 'ours' || kind === 'eager') {
     const PGStore = require('..')(session)
-    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false })
+    // eager: every touch written (touchAfter: 0), the default's bounded skipping off.
+    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...(kind === 'eager' ? { touchAfter: 0 } : {}) })
     return { store, close: () => store.close(), ready }
   }
   if (kind === 'redis') {
@@ -90,7 +92,7 @@ function makeStore (kind, { url, table, max = 10, redisUrl }) {
   throw new Error(`unknown store kind ${kind}`)
 }
 
-const LABELS = { ours: 'express-pg-session', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
+const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
 
 /**
  * Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last.

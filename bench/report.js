@@ -5,30 +5,27 @@
 
 const { median, LABELS } = require('./lib')
 
-/** Median over rounds of (mean of ours in the round) / (mean of `other` in the round). */
-function roundRatio (runs, metric, other = 'cps') {
+/** Per round, (mean of `mine` in the round) / (mean of `other` in the round). */
+function roundRatios (runs, metric, other, mine) {
   const rounds = new Map()
   for (const r of runs) {
-    // Only ours and `other` count; a run without this figure (null in JSON) is not a zero.
-    if ((r.kind !== 'ours' && r.kind !== other) || !Number.isFinite(r[metric])) continue
-    const key = r.round
-    if (!rounds.has(key)) rounds.set(key, { ours: [], [other]: [] })
-    rounds.get(key)[r.kind].push(r[metric])
-  }
-  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
-  return median([...rounds.values()].filter((r) => r.ours.length && r[other].length).map((r) => mean(r.ours) / mean(r[other])))
-}
-
-/** The per-round ratios themselves, lowest and highest: the spread of `roundRatio`. */
-function roundRatioSpread (runs, metric, other) {
-  const rounds = new Map()
-  for (const r of runs) {
-    if ((r.kind !== 'ours' && r.kind !== other) || !Number.isFinite(r[metric])) continue
-    if (!rounds.has(r.round)) rounds.set(r.round, { ours: [], [other]: [] })
+    // Only `mine` and `other` count; a run without this figure (null in JSON) is not a zero.
+    if ((r.kind !== mine && r.kind !== other) || !Number.isFinite(r[metric])) continue
+    if (!rounds.has(r.round)) rounds.set(r.round, { [mine]: [], [other]: [] })
     rounds.get(r.round)[r.kind].push(r[metric])
   }
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
-  const ratios = [...rounds.values()].filter((r) => r.ours.length && r[other].length).map((r) => mean(r.ours) / mean(r[other]))
+  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => mean(r[mine]) / mean(r[other]))
+}
+
+/** Median over rounds of (mean of ours in the round) / (mean of `other` in the round). */
+function roundRatio (runs, metric, other = 'cps', mine = 'ours') {
+  return median(roundRatios(runs, metric, other, mine))
+}
+
+/** The per-round ratios themselves, lowest and highest: the spread of `roundRatio`. */
+function roundRatioSpread (runs, metric, other, mine = 'ours') {
+  const ratios = roundRatios(runs, metric, other, mine)
   return ratios.length ? [Math.min(...ratios), Math.max(...ratios)] : [NaN, NaN]
 }
 
@@ -43,7 +40,7 @@ function summarize (raw) {
   const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres, redis: raw.redis }
   if (raw.store) {
     s.store = {}
-    for (const kind of ['ours', 'cps', ...(hasKind(raw.store, 'redis') ? ['redis'] : [])]) {
+    for (const kind of ['ours', 'cps', ...['eager', 'redis'].filter((k) => hasKind(raw.store, k))]) {
       s.store[kind] = {
         opsPerSec: med(raw.store, kind, 'opsPerSec'),
         cpuUsPerOp: med(raw.store, kind, 'cpuUsPerOp'),
@@ -57,6 +54,13 @@ function summarize (raw) {
         opsPerSec: roundRatio(raw.store, 'opsPerSec', 'redis'),
         opsPerSecSpread: roundRatioSpread(raw.store, 'opsPerSec', 'redis'),
         cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp', 'redis'),
+      }
+    }
+    if (s.store.eager) {
+      s.store.eagerRatio = {
+        opsPerSec: roundRatio(raw.store, 'opsPerSec', 'cps', 'eager'),
+        vsRedis: roundRatio(raw.store, 'opsPerSec', 'redis', 'eager'),
+        vsRedisSpread: roundRatioSpread(raw.store, 'opsPerSec', 'redis', 'eager'),
       }
     }
   }
@@ -113,7 +117,7 @@ function summarize (raw) {
       let round = -1
       for (const r of runs) { if (r.kind === 'memory') round++; r.round = round }
       const out = {}
-      for (const kind of ['ours', 'cps', 'memory', ...(hasKind(runs, 'redis') ? ['redis'] : [])]) {
+      for (const kind of ['ours', 'cps', 'memory', ...['eager', 'redis'].filter((k) => hasKind(runs, k))]) {
         out[kind] = { reqPerSec: med(runs, kind, 'reqPerSec'), p99Ms: med(runs, kind, 'p99'), rssMB: med(runs, kind, 'rssMB'), cpuUsPerReq: med(runs, kind, 'appCpuUsPerReq') }
       }
       out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99'), cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq') }
@@ -124,6 +128,16 @@ function summarize (raw) {
           p99: roundRatio(runs, 'p99', 'redis'),
           cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'redis'),
           cpuUsPerReqSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis'),
+        }
+      }
+      if (out.eager) {
+        out.eagerRatio = {
+          reqPerSec: roundRatio(runs, 'reqPerSec', 'cps', 'eager'),
+          cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'cps', 'eager'),
+          vsRedis: roundRatio(runs, 'reqPerSec', 'redis', 'eager'),
+          vsRedisSpread: roundRatioSpread(runs, 'reqPerSec', 'redis', 'eager'),
+          cpuVsRedis: roundRatio(runs, 'appCpuUsPerReq', 'redis', 'eager'),
+          cpuVsRedisSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis', 'eager'),
         }
       }
       out.oursOfMemory = out.ours.reqPerSec / out.memory.reqPerSec
@@ -146,9 +160,10 @@ const trouble = (k) => [k.errors && `${f0(k.errors)} errors`, k.stalled && `${f0
   k.unseen && `${k.unseen} runs without the wait seen`, k.failed && `${k.failed} of ${k.runs} runs failed`].filter(Boolean).join(', ')
 const withTrouble = (text, k) => (trouble(k) ? `${text} (${trouble(k)})` : text)
 
+/** A ratio with its spread over rounds: the lowest and highest per-round ratio. */
+const withSpread = (ratio, spread) => `${f2(ratio)}×${spread && Number.isFinite(spread[0]) ? ` (${f2(spread[0])}–${f2(spread[1])})` : ''}`
 /** A ratio to connect-redis with its spread over rounds and its target (issue #13). */
-const vsCell = (ratio, spread, target, ok) =>
-  `**${f2(ratio)}×**${spread && Number.isFinite(spread[0]) ? ` (${f2(spread[0])}–${f2(spread[1])})` : ''} ${target} ${yes(ok)}`
+const vsCell = (ratio, spread, target, ok) => `**${withSpread(ratio, spread)}** ${target} ${yes(ok)}`
 
 /**
  * The table's rows, in order: `key` names what a row measures (for shortMarkdown's pick),
@@ -168,6 +183,12 @@ function tableRows (s) {
     if (r) withRedis([f0(r.opsPerSec), vsCell(v.opsPerSec, v.opsPerSecSpread, '≥ 0.8×', v.opsPerSec >= 0.8)])
     row('store.cpuUsPerOp', 'Node CPU per operation (µs, whole process)', f1(ours.cpuUsPerOp), f1(cps.cpuUsPerOp), `**${f2(ratio.cpuUsPerOp)}×**`, `≤ 0.35× ${yes(ratio.cpuUsPerOp <= 0.35)}`)
     if (r) withRedis([f1(r.cpuUsPerOp), `${f2(v.cpuUsPerOp)}×`])
+    const eager = s.store.eager
+    if (eager) {
+      const er = s.store.eagerRatio
+      row('store.eager', 'store ops/s with every touch written (`touchAfter: 0`)', f0(eager.opsPerSec), f0(cps.opsPerSec), `${f2(er.opsPerSec)}×`, '')
+      if (r) withRedis([f0(r.opsPerSec), withSpread(er.vsRedis, er.vsRedisSpread)])
+    }
     row('store.p99', 'store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
     row('store.rss', 'RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
   }
@@ -182,6 +203,12 @@ function tableRows (s) {
       if (e.redis) withRedis([f0(e.redis.p99Ms), `${f2(v.p99)}×`])
       row(`express.${route}.cpu`, `Express ${route}: app process CPU per request (µs, both threads)`, f0(e.ours.cpuUsPerReq), f0(e.cps.cpuUsPerReq), f2(e.ratio.cpuUsPerReq) + '×', '')
       if (e.redis) withRedis([f0(e.redis.cpuUsPerReq), vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.2×', v.cpuUsPerReq <= 1.2)])
+      if (e.eager) {
+        const er = e.eagerRatio
+        row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
+          `${f0(e.eager.reqPerSec)}, ${f0(e.eager.cpuUsPerReq)} µs`, `${f0(e.cps.reqPerSec)}, ${f0(e.cps.cpuUsPerReq)} µs`, `${f2(er.reqPerSec)}×, ${f2(er.cpuUsPerReq)}×`, '')
+        if (e.redis) withRedis([`${f0(e.redis.reqPerSec)}, ${f0(e.redis.cpuUsPerReq)} µs`, `${withSpread(er.vsRedis, er.vsRedisSpread)}, ${withSpread(er.cpuVsRedis, er.cpuVsRedisSpread)}`])
+      }
       row(`express.${route}.ofMemory`, `Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
       if (e.redis) withRedis([`${f0(100 * e.redis.reqPerSec / e.memory.reqPerSec)} %`, ''])
     }

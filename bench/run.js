@@ -1,11 +1,12 @@
 'use strict'
 
 // `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]
-//   [-- --vs=cps,redis]`
+//   [-- --vs=cps,eager,redis]`
 // Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. The store and
 // Express benchmarks also run connect-redis on a Redis started here (bench/redis.js), skipped
 // with a message where that cannot be done; --vs picks their contenders beside ours (default
-// both; `--only=store,express --vs=redis` is the quick comparison with connect-redis). Writes
+// all three, `eager` being ours with touchAfter: 0; `--only=store,express --vs=redis` is the
+// quick comparison with connect-redis). Writes
 // bench/results/results.json, results.md and chart.svg (bench/results/partial/ for --only), and
 // the documents' performance sections between their markers (not for --only or --no-readme):
 // the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
@@ -31,7 +32,8 @@ const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : null
 const wants = (name) => !only || only.has(name)
 // --no-readme: results only, the documents are left as they are.
 const vsArg = args.find((a) => a.startsWith('--vs='))
-const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'redis']
+// eager: ours with every touch written (touchAfter: 0), beside the default's bounded skipping.
+const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis']
 const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
 
 // Full: ≈ 13 minutes on a 2-core machine (hot + locked ≈ 3.7 of them); quick: ≈ 4 minutes (hot + locked ≈ 1.7).
@@ -103,7 +105,7 @@ function packageVersion (name) {
 }
 
 async function cleanUp (url) {
-  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_express_ours', 'bench_express_cps', 'bench_pgbench', 'bench_size',
+  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_ops_eager', 'bench_express_ours', 'bench_express_cps', 'bench_express_eager', 'bench_pgbench', 'bench_size',
     'bench_hot_ours', 'bench_hot_cps', 'bench_locked_ours', 'bench_locked_cps']
   await sql(url, tables.map((t) => `DROP TABLE IF EXISTS "${t}";`).join('\n')).catch(() => {})
 }

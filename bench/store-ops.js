@@ -11,6 +11,7 @@ const { seedTable, runChild, alternate, alternateAll } = require('./lib')
 async function seedBoth (url) {
   await seedTable(url, 'bench_ops_ours', 10000)
   await seedTable(url, 'bench_ops_cps', 10000)
+  await seedTable(url, 'bench_ops_eager', 10000)
 }
 
 /**
