@@ -201,10 +201,10 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @param {string} sid @param {number} expireAt the expiry just written */
     #rememberWrite (sid, expireAt) {
       if (this.#touchAfterMs === 0) return
-      this.#lastWrite.delete(sid)
+      // Set in place (a delete and set per write keeps rebuilding the Map's table): the first
+      // key is the oldest first write, the one forgotten past the limit (its next touch is written).
       this.#lastWrite.set(sid, expireAt)
       if (this.#lastWrite.size > TOUCH_MEMORY_LIMIT) {
-        // Maps iterate in insertion order: the first key is the oldest write.
         this.#lastWrite.delete(/** @type {string} */ (this.#lastWrite.keys().next().value))
       }
     }
