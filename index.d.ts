@@ -83,9 +83,8 @@ declare namespace expressPgSession {
     disableTouch?: boolean
     /**
      * Skip a touch while the expiry this store last wrote for the session is less than this many
-     * seconds behind the touch's (and not later than it), and within it a set leaves the stored
-     * expiry as it is; 0 writes every touch and expiry. Default: 1 % of the session's remaining
-     * lifetime, at most 60 seconds.
+     * seconds behind the touch's (and not later than it); 0 writes every touch. Default: 1 % of
+     * the session's remaining lifetime, at most 60 seconds.
      */
     touchAfter?: number
     /** Seconds between prunes of expired sessions, or false. Default 60. */

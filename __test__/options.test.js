@@ -306,32 +306,6 @@ describe('expiry', () => {
     }
   })
 
-  test('a set within the touch bound writes its data and keeps the stored expiry; past it, or back, the expiry moves', async () => {
-    const table = uniqueName('setlag')
-    const store = makeStore({ tableName: table })
-    const eager = makeStore({ tableName: table, touchAfter: 0 })
-    const at = (ms, n) => ({ cookie: { expires: new Date(ms).toISOString() }, n })
-    try {
-      const written = Date.now() + HOUR
-      await store.set('s', at(written, 1))
-      await store.set('s', at(written + 10000, 2))
-      assert.equal((await store.get('s')).n, 2)
-      assert.equal(await expireMs(table, 's'), written, 'a set 10 s later moved the expiry (bound 36 s)')
-      await store.set('s', at(written + 40000, 3))
-      assert.equal(await expireMs(table, 's'), written + 40000)
-      await store.set('s', at(written + 30000, 4))
-      assert.equal(await expireMs(table, 's'), written + 30000, 'a set to an earlier expiry kept the later one')
-      assert.equal((await store.get('s')).n, 4)
-      // touchAfter: 0 writes every set's own expiry.
-      await eager.set('e', at(written, 1))
-      await eager.set('e', at(written + 1, 2))
-      assert.equal(await expireMs(table, 'e'), written + 1)
-    } finally {
-      await store.close()
-      await eager.close()
-    }
-  })
-
   test('touchAfter skips a touch while the expiry this store wrote is less than that far behind', async () => {
     const table = uniqueName('touchafter')
     const store = makeStore({ tableName: table, touchAfter: 3600 })

@@ -185,18 +185,17 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
-     * The expiry this store wrote for the session (and had acknowledged) when it may stand for
-     * `expireAt`: at most that new one, and less than the bound behind it; else undefined.
+     * True when a touch to `expireAt` need not be written: the expiry this store wrote for the
+     * session (and had acknowledged) is at most that new one, and less than the bound behind it.
      * @param {string} sid @param {number} expireAt
-     * @returns {number | undefined}
      */
-    #expiryThatMayStay (sid, expireAt) {
+    #touchCanWait (sid, expireAt) {
       const written = this.#lastWrite.get(sid)
-      if (written === undefined || expireAt < written) return undefined
+      if (written === undefined || expireAt < written) return false
       const bound = this.#touchAfterMs !== undefined
         ? this.#touchAfterMs
         : Math.min(DEFAULT_TOUCH_LAG_MAX_MS, (expireAt - Date.now()) * DEFAULT_TOUCH_LAG_SHARE)
-      return expireAt - written < bound ? written : undefined
+      return expireAt - written < bound
     }
 
     /** @param {string} sid @param {number} expireAt the expiry just written */
@@ -272,10 +271,6 @@ module.exports = function storeClass (Store, NativeStore) {
         checkSid(sid)
         const text = this.#stringify(sess)
         expireAt = this.#expireAt(sess)
-        // Within the touch bound the row keeps the expiry it has: its indexed column unchanged,
-        // PostgreSQL can update the row in place (a HOT update, no new index entries).
-        const kept = this.#expiryThatMayStay(sid, expireAt)
-        if (kept !== undefined) expireAt = kept
         this.#native.startSet(id, sid, text, expireAt)
       }, (_, reply) => {
         this.#rememberWrite(sid, expireAt)
@@ -293,7 +288,7 @@ module.exports = function storeClass (Store, NativeStore) {
       return this.#fast(cb, (id) => {
         checkSid(sid)
         // A closed store answers every call with its error, skipped or not.
-        if (this.#disableTouch || (!this.#closed && this.#expiryThatMayStay(sid, expireAt = this.#expireAt(sess)) !== undefined)) {
+        if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt = this.#expireAt(sess)))) {
           // Nothing to send: answer as if the native call had.
           calls.deliver([id, null])
           return
