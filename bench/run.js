@@ -36,7 +36,8 @@ const vsArg = args.find((a) => a.startsWith('--vs='))
 const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis']
 const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
 
-// Full: ≈ 13 minutes on a 2-core machine (hot + locked ≈ 3.7 of them); quick: ≈ 4 minutes (hot + locked ≈ 1.7).
+// Full: ≈ 17 minutes on a 2-core machine (hot + locked ≈ 3.7 of them, connect-redis and touchAfter: 0 ≈ 4);
+// quick: ≈ 6 minutes (hot + locked ≈ 1.7).
 const plan = quick
   ? { rounds: 2, storeSeconds: 3, latencySeconds: 2, hotSeconds: 4, lockHoldSeconds: 3, expressSeconds: 4, memoryOps: 200000, expired: 200000, sizeSeconds: 2, pgbenchSeconds: 3 }
   : { rounds: 3, storeSeconds: 5, latencySeconds: 3, hotSeconds: 10, lockHoldSeconds: 3, expressSeconds: 8, memoryOps: 1000000, expired: 1000000, sizeSeconds: 4, pgbenchSeconds: 5 }
