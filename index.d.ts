@@ -98,7 +98,11 @@ declare namespace expressPgSession {
     ttl?: number | ((sess: any) => number)
     /** Make `touch` a no-op. Default false. */
     disableTouch?: boolean
-    /** Skip a touch when this store wrote the session's expiry less than this many seconds ago. Default 0. */
+    /**
+     * Skip a touch while the expiry this store last wrote for the session is less than this many
+     * seconds behind the touch's (and not later than it); 0 writes every touch. Default: 1 % of
+     * the session's remaining lifetime, at most 60 seconds.
+     */
     touchAfter?: number
     /** Seconds between prunes of expired sessions, or false. Default 60. */
     pruneSessionInterval?: number | false

@@ -48,7 +48,8 @@ function conObjectFor (port, extra = {}) {
 
 /** A store on a table of its own, closed after the file. */
 function storeOn (conObject, options = {}) {
-  const store = new PGStore({ conObject, tableName: uniqueName('bound'), createTableIfMissing: true, pruneSessionInterval: false, ...options })
+  // touchAfter: 0: every touch goes to the database (by default one soon after a set is skipped).
+  const store = new PGStore({ conObject, tableName: uniqueName('bound'), createTableIfMissing: true, pruneSessionInterval: false, touchAfter: 0, ...options })
   stores.push(store)
   return store
 }

@@ -246,7 +246,8 @@ test('pool exhaustion: a call waits at most connectionTimeoutMillis for a connec
   const TIMEOUT = 1000
   const app = uniqueName('exhaust')
   const table = uniqueName('exhaust')
-  const store = storeOn({ connectionString: server.url, application_name: app, max: 2, connectionTimeoutMillis: TIMEOUT }, { tableName: table })
+  // touchAfter: 0: the touch goes to the database (by default one soon after a set is skipped).
+  const store = storeOn({ connectionString: server.url, application_name: app, max: 2, connectionTimeoutMillis: TIMEOUT }, { tableName: table, touchAfter: 0 })
   await store.set('a', sess(1))
   await store.set('free', sess(2))
   // A SHARE lock on the table blocks every write (and lets reads through): a set and a touch
@@ -294,7 +295,8 @@ test('a table locked past statement_timeout: a burst of gets, touches and sets f
   // calls again one by one would make the last caller wait one timeout per call before it.
   const TIMEOUT_MS = 300
   const table = uniqueName('tlock')
-  const store = storeOn({ connectionString: server.url, statement_timeout: TIMEOUT_MS }, { tableName: table })
+  // touchAfter: 0: the touches go to the database (by default one soon after a set is skipped).
+  const store = storeOn({ connectionString: server.url, statement_timeout: TIMEOUT_MS }, { tableName: table, touchAfter: 0 })
   await Promise.all(Array.from({ length: 30 }, (_, i) => store.set(`s${i}`, sess(i))))
   const lock = await holdLock(server.url, `LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`)
   let results

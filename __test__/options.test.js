@@ -274,17 +274,53 @@ describe('expiry', () => {
     }
   })
 
-  test('touchAfter skips a touch soon after this store wrote the expiry', async () => {
+  test('by default a touch is written once the stored expiry lags by 1 % of the lifetime (a minute at most), or moves back', async () => {
+    const table = uniqueName('touchlag')
+    const store = makeStore({ tableName: table })
+    const eager = makeStore({ tableName: table, touchAfter: 0 })
+    // A session of about an hour: the bound is 1 % of it, 36 s.
+    const at = (ms) => ({ cookie: { expires: new Date(ms).toISOString() } })
+    try {
+      const written = Date.now() + HOUR
+      await store.set('s', at(written))
+      await store.touch('s', at(written + 10000))
+      assert.equal(await expireMs(table, 's'), written, 'a touch 10 s later than the stored expiry was written')
+      await store.touch('s', at(written + 40000))
+      assert.equal(await expireMs(table, 's'), written + 40000, 'a touch 40 s later was not written')
+      await store.touch('s', at(written + 30000))
+      assert.equal(await expireMs(table, 's'), written + 30000, 'a touch to an earlier expiry was not written')
+      // A day-long session: 1 % would be 14 min, the bound is a minute.
+      const day = Date.now() + 24 * HOUR
+      await store.set('d', at(day))
+      await store.touch('d', at(day + 50000))
+      assert.equal(await expireMs(table, 'd'), day)
+      await store.touch('d', at(day + 70000))
+      assert.equal(await expireMs(table, 'd'), day + 70000)
+      // touchAfter: 0 writes every touch.
+      await eager.set('e', at(written))
+      await eager.touch('e', at(written + 1))
+      assert.equal(await expireMs(table, 'e'), written + 1)
+    } finally {
+      await store.close()
+      await eager.close()
+    }
+  })
+
+  test('touchAfter skips a touch while the expiry this store wrote is less than that far behind', async () => {
     const table = uniqueName('touchafter')
     const store = makeStore({ tableName: table, touchAfter: 3600 })
     const eager = makeStore({ tableName: table })
     try {
       const sess = sessionData(HOUR)
       await store.set('s', sess)
-      await store.touch('s', sessionData(5 * HOUR))
+      await store.touch('s', sessionData(HOUR + 30 * 60000))
       assert.ok(Math.abs(await expireMs(table, 's') - Date.parse(sess.cookie.expires)) < 1)
+      // More than touchAfter behind: written.
+      const much = sessionData(5 * HOUR)
+      await store.touch('s', much)
+      assert.ok(Math.abs(await expireMs(table, 's') - Date.parse(much.cookie.expires)) < 1)
       // A store that never wrote the session touches it.
-      const later = sessionData(5 * HOUR)
+      const later = sessionData(6 * HOUR)
       await eager.touch('s', later)
       assert.ok(Math.abs(await expireMs(table, 's') - Date.parse(later.cookie.expires)) < 1)
     } finally {

@@ -9,10 +9,11 @@ const express = require('express')
 const session = require('express-session')
 const { makeStore, sessionObject, sid } = require('./lib')
 
-const { kind, url, table, max = 10, sessions = 1000, secret } = JSON.parse(process.argv[2])
+const { kind, url, table, redisUrl, max = 10, sessions = 1000, secret } = JSON.parse(process.argv[2])
 
 async function main () {
-  const { store } = makeStore(kind, { url, table, max })
+  const { store, ready } = makeStore(kind, { url, table, max, redisUrl })
+  await ready
   // Every cookie the load generator sends names one of these sessions.
   await Promise.all(Array.from({ length: sessions }, (_, i) =>
     new Promise((resolve, reject) => store.set(sid(i), sessionObject(i), (err) => (err ? reject(err) : resolve())))))

@@ -1,21 +1,21 @@
 'use strict'
 
 // Express end to end: one app process per store, driven by autocannon from this process,
-// contenders alternated (A B B A) on the read route and the write route; MemoryStore once
-// per round as the ceiling.
+// contenders alternated (A B B A, or A B C C B A with connect-redis) on the read route and the
+// write route; MemoryStore once per round as the ceiling.
 
 const { fork } = require('node:child_process')
 const path = require('node:path')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, alternate, sleep } = require('./lib')
+const { seedTable, sid, alternateAll, sleep } = require('./lib')
 
 const SECRET = 'bench-secret'
 const SESSIONS = 1000
 
-function startApp (kind, url, table) {
+function startApp (kind, url, table, redisUrl) {
   const child = fork(path.join(__dirname, 'express-app.js'),
-    [JSON.stringify({ kind, url, table, sessions: SESSIONS, secret: SECRET })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    [JSON.stringify({ kind, url, table, redisUrl, sessions: SESSIONS, secret: SECRET })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const ask = (msg) => new Promise((resolve) => { child.once('message', resolve); child.send(msg) })
   return new Promise((resolve, reject) => {
     child.once('error', reject)
@@ -48,20 +48,24 @@ function drive (port, route, seconds, connections) {
 }
 
 /**
- * @param {{ url: string, rounds: number, seconds: number, connections?: number, log: (s: string) => void }} o
+ * `others`: the contenders beside express-pg-session ('cps', 'redis'); `redis` the server
+ * bench/redis.js started.
+ * @param {{ url: string, rounds: number, seconds: number, connections?: number, others?: string[], redis?: { url: string }, log: (s: string) => void }} o
  */
-async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connections = 50, log }) {
+async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connections = 50, others = ['cps'], redis, log }) {
   const apps = {}
-  for (const kind of ['ours', 'cps', 'memory']) {
-    if (kind !== 'memory') await seedTable(url, `bench_express_${kind}`, 0)
-    apps[kind] = await startApp(kind, url, `bench_express_${kind}`)
+  for (const kind of ['ours', ...others, 'memory']) {
+    if (kind !== 'memory' && kind !== 'redis') await seedTable(url, `bench_express_${kind}`, 0)
+    apps[kind] = await startApp(kind, url, `bench_express_${kind}`, redis && redis.url)
   }
   const runs = []
   try {
     for (const route of ['read', 'write']) {
       // One short unmeasured run each: connections opened, code warmed up.
-      for (const kind of Object.keys(apps)) await drive(apps[kind].port, route, warmupSeconds, connections)
-      for (const kind of alternateWithMemory(rounds)) {
+      for (const kind of Object.keys(apps)) if (route === 'read' || kind !== 'eager') await drive(apps[kind].port, route, warmupSeconds, connections)
+      // Ours with every touch written differs from ours only where there are touches.
+      const kinds = ['ours', ...others.filter((k) => route === 'read' || k !== 'eager')]
+      for (const kind of alternateWithMemory(kinds, rounds)) {
         apps[kind].mark()
         const r = await drive(apps[kind].port, route, seconds, connections)
         const { rssMB, cpuUs } = await apps[kind].stats()
@@ -76,7 +80,7 @@ async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connection
           rssMB,
         }
         runs.push(run)
-        log(`  express ${route.padEnd(5)} ${kind.padEnd(6)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p99 ${run.p99} ms  rss ${rssMB.toFixed(0)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`)
+        log(`  express ${route.padEnd(5)} ${kind.padEnd(6)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p99 ${run.p99} ms  app CPU ${run.appCpuUsPerReq.toFixed(0)} µs/req  rss ${rssMB.toFixed(0)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`)
         await sleep(300)
       }
     }
@@ -86,11 +90,12 @@ async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connection
   return runs
 }
 
-/** memory, then ours/cps alternated A B B A, per round. */
-function alternateWithMemory (rounds) {
+/** memory, then the contenders alternated (A B B A, A B C C B A), per round. */
+function alternateWithMemory (kinds, rounds) {
   const order = []
-  const pairs = alternate('ours', 'cps', rounds)
-  for (let r = 0; r < rounds; r++) order.push('memory', ...pairs.slice(r * 4, r * 4 + 4))
+  const each = alternateAll(kinds, rounds)
+  const n = 2 * kinds.length
+  for (let r = 0; r < rounds; r++) order.push('memory', ...each.slice(r * n, r * n + n))
   return order
 }
 

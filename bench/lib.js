@@ -55,30 +55,44 @@ async function sql (url, text, params) {
 }
 
 /**
- * A store of the given kind with a pool of `max`: 'ours', 'cps' (connect-pg-simple + pg) or 'memory'.
- * @returns {{ store: any, close: () => Promise<void> }}
+ * A store of the given kind with a pool of `max`: 'ours', 'eager' (ours with touchAfter: 0),
+ * 'cps' (connect-pg-simple + pg), 'redis'
+ * (connect-redis + node-redis on `redisUrl`, one connection as its README sets it up) or 'memory'.
+ * `ready` settles once the store can take calls (node-redis refuses commands before connect()).
+ * @returns {{ store: any, close: () => Promise<void>, ready: Promise<void> }}
  */
-function makeStore (kind, { url, table, max = 10 }) {
+function makeStore (kind, { url, table, max = 10, redisUrl }) {
   const session = require('express-session')
-  if (kind === 'ours') {
+  const ready = Promise.resolve()
+  if (kind === 'ours' || kind === 'eager') {
     const PGStore = require('..')(session)
-    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false })
-    return { store, close: () => store.close() }
+    // eager: every touch written (touchAfter: 0), the default's bounded skipping off.
+    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...(kind === 'eager' ? { touchAfter: 0 } : {}) })
+    return { store, close: () => store.close(), ready }
+  }
+  if (kind === 'redis') {
+    const { RedisStore } = require('connect-redis')
+    const { createClient } = require('redis')
+    const client = createClient({ url: redisUrl })
+    client.on('error', (err) => console.error('redis client:', err.message))
+    // Defaults, as its README shows them; a prefix of its own per table so runs do not share keys.
+    const store = new RedisStore({ client, prefix: `${table}:` })
+    return { store, close: async () => { await client.quit() }, ready: client.connect().then(() => {}) }
   }
   if (kind === 'cps') {
     const PGStore = require('connect-pg-simple')(session)
     const pool = new pg.Pool({ connectionString: url, max })
     const store = new PGStore({ pool, tableName: table, pruneSessionInterval: false })
-    return { store, close: async () => { store.close(); await pool.end() } }
+    return { store, close: async () => { store.close(); await pool.end() }, ready }
   }
   if (kind === 'memory') {
     const store = new session.MemoryStore()
-    return { store, close: async () => {} }
+    return { store, close: async () => {}, ready }
   }
   throw new Error(`unknown store kind ${kind}`)
 }
 
-const LABELS = { ours: 'express-pg-session', cps: 'connect-pg-simple', memory: 'MemoryStore' }
+const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
 
 /**
  * Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last.
@@ -121,8 +135,20 @@ const median = (xs) => {
 
 /** A, B, B, A, A, B, B, A …: each contender as often first as second, so drift cancels. */
 function alternate (a, b, rounds) {
+  return alternateAll([a, b], rounds)
+}
+
+/**
+ * The same for any number of contenders: A B C C B A, then C B A A B C, …; each round holds
+ * every contender twice, at positions whose mean is the same for all, so a linear drift cancels.
+ * A round is `2 * kinds.length` runs long.
+ */
+function alternateAll (kinds, rounds) {
   const order = []
-  for (let r = 0; r < rounds; r++) order.push(...(r % 2 === 0 ? [a, b, b, a] : [b, a, a, b]))
+  for (let r = 0; r < rounds; r++) {
+    const first = r % 2 === 0 ? kinds : [...kinds].reverse()
+    order.push(...first, ...[...first].reverse())
+  }
   return order
 }
 
@@ -139,4 +165,4 @@ async function settlesWithin (promise, ms) {
   }
 }
 
-module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, sleep, settlesWithin }
+module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, settlesWithin }

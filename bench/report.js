@@ -5,19 +5,31 @@
 
 const { median, LABELS } = require('./lib')
 
-/** Median over rounds of (mean of ours in the round) / (mean of cps in the round). */
-function roundRatio (runs, metric) {
+/** Per round, (mean of `mine` in the round) / (mean of `other` in the round). */
+function roundRatios (runs, metric, other, mine) {
   const rounds = new Map()
   for (const r of runs) {
-    // A memory run has no counterpart; a run without this figure (null in JSON) is not a zero.
-    if (r.kind === 'memory' || !Number.isFinite(r[metric])) continue
-    const key = r.round
-    if (!rounds.has(key)) rounds.set(key, { ours: [], cps: [] })
-    rounds.get(key)[r.kind].push(r[metric])
+    // Only `mine` and `other` count; a run without this figure (null in JSON) is not a zero.
+    if ((r.kind !== mine && r.kind !== other) || !Number.isFinite(r[metric])) continue
+    if (!rounds.has(r.round)) rounds.set(r.round, { [mine]: [], [other]: [] })
+    rounds.get(r.round)[r.kind].push(r[metric])
   }
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
-  return median([...rounds.values()].filter((r) => r.ours.length && r.cps.length).map((r) => mean(r.ours) / mean(r.cps)))
+  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => mean(r[mine]) / mean(r[other]))
 }
+
+/** Median over rounds of (mean of ours in the round) / (mean of `other` in the round). */
+function roundRatio (runs, metric, other = 'cps', mine = 'ours') {
+  return median(roundRatios(runs, metric, other, mine))
+}
+
+/** The per-round ratios themselves, lowest and highest: the spread of `roundRatio`. */
+function roundRatioSpread (runs, metric, other, mine = 'ours') {
+  const ratios = roundRatios(runs, metric, other, mine)
+  return ratios.length ? [Math.min(...ratios), Math.max(...ratios)] : [NaN, NaN]
+}
+
+const hasKind = (runs, kind) => runs.some((r) => r.kind === kind)
 
 // Finite values only: a run that returned nothing for a metric (null in JSON) is not a zero.
 const med = (runs, kind, metric) => median(runs.filter((r) => r.kind === kind).map((r) => r[metric]).filter(Number.isFinite))
@@ -25,10 +37,10 @@ const total = (runs, kind, metric) => runs.filter((r) => r.kind === kind).reduce
 const count = (runs, kind, test) => runs.filter((r) => r.kind === kind && test(r)).length
 
 function summarize (raw) {
-  const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres }
+  const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres, redis: raw.redis }
   if (raw.store) {
     s.store = {}
-    for (const kind of ['ours', 'cps']) {
+    for (const kind of ['ours', 'cps', ...['eager', 'redis'].filter((k) => hasKind(raw.store, k))]) {
       s.store[kind] = {
         opsPerSec: med(raw.store, kind, 'opsPerSec'),
         cpuUsPerOp: med(raw.store, kind, 'cpuUsPerOp'),
@@ -37,6 +49,20 @@ function summarize (raw) {
       }
     }
     s.store.ratio = { opsPerSec: roundRatio(raw.store, 'opsPerSec'), cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp') }
+    if (s.store.redis) {
+      s.store.vsRedis = {
+        opsPerSec: roundRatio(raw.store, 'opsPerSec', 'redis'),
+        opsPerSecSpread: roundRatioSpread(raw.store, 'opsPerSec', 'redis'),
+        cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp', 'redis'),
+      }
+    }
+    if (s.store.eager) {
+      s.store.eagerRatio = {
+        opsPerSec: roundRatio(raw.store, 'opsPerSec', 'cps', 'eager'),
+        vsRedis: roundRatio(raw.store, 'opsPerSec', 'redis', 'eager'),
+        vsRedisSpread: roundRatioSpread(raw.store, 'opsPerSec', 'redis', 'eager'),
+      }
+    }
   }
   if (raw.latency) {
     s.latency = {}
@@ -87,14 +113,33 @@ function summarize (raw) {
     s.express = {}
     for (const route of ['read', 'write']) {
       const runs = raw.express.filter((r) => r.route === route)
-      // Rounds: each memory run opens a round of four.
+      // Rounds: each memory run opens a round.
       let round = -1
       for (const r of runs) { if (r.kind === 'memory') round++; r.round = round }
       const out = {}
-      for (const kind of ['ours', 'cps', 'memory']) {
+      for (const kind of ['ours', 'cps', 'memory', ...['eager', 'redis'].filter((k) => hasKind(runs, k))]) {
         out[kind] = { reqPerSec: med(runs, kind, 'reqPerSec'), p99Ms: med(runs, kind, 'p99'), rssMB: med(runs, kind, 'rssMB'), cpuUsPerReq: med(runs, kind, 'appCpuUsPerReq') }
       }
-      out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99') }
+      out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99'), cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq') }
+      if (out.redis) {
+        out.vsRedis = {
+          reqPerSec: roundRatio(runs, 'reqPerSec', 'redis'),
+          reqPerSecSpread: roundRatioSpread(runs, 'reqPerSec', 'redis'),
+          p99: roundRatio(runs, 'p99', 'redis'),
+          cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'redis'),
+          cpuUsPerReqSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis'),
+        }
+      }
+      if (out.eager) {
+        out.eagerRatio = {
+          reqPerSec: roundRatio(runs, 'reqPerSec', 'cps', 'eager'),
+          cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'cps', 'eager'),
+          vsRedis: roundRatio(runs, 'reqPerSec', 'redis', 'eager'),
+          vsRedisSpread: roundRatioSpread(runs, 'reqPerSec', 'redis', 'eager'),
+          cpuVsRedis: roundRatio(runs, 'appCpuUsPerReq', 'redis', 'eager'),
+          cpuVsRedisSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis', 'eager'),
+        }
+      }
       out.oursOfMemory = out.ours.reqPerSec / out.memory.reqPerSec
       out.errors = runs.reduce((n, r) => n + r.errors, 0)
       s.express[route] = out
@@ -115,18 +160,35 @@ const trouble = (k) => [k.errors && `${f0(k.errors)} errors`, k.stalled && `${f0
   k.unseen && `${k.unseen} runs without the wait seen`, k.failed && `${k.failed} of ${k.runs} runs failed`].filter(Boolean).join(', ')
 const withTrouble = (text, k) => (trouble(k) ? `${text} (${trouble(k)})` : text)
 
+/** A ratio with its spread over rounds: the lowest and highest per-round ratio. */
+const withSpread = (ratio, spread) => `${f2(ratio)}×${spread && Number.isFinite(spread[0]) ? ` (${f2(spread[0])}–${f2(spread[1])})` : ''}`
+/** A ratio to connect-redis with its spread over rounds and its target (issue #13). */
+const vsCell = (ratio, spread, target, ok) => `**${withSpread(ratio, spread)}** ${target} ${yes(ok)}`
+
 /**
  * The table's rows, in order: `key` names what a row measures (for shortMarkdown's pick),
- * `cells` are measure, express-pg-session, connect-pg-simple, ratio, target.
- * @returns {{ key: string, cells: string[] }[]}
+ * `cells` are measure, express-pg-session, connect-pg-simple, ratio, target; `redis` (when
+ * connect-redis ran) its figure and our ratio to it.
+ * @returns {{ key: string, cells: string[], redis?: string[] }[]}
  */
 function tableRows (s) {
   const rows = []
   const row = (key, ...cells) => rows.push({ key, cells })
+  const withRedis = (redis) => { rows[rows.length - 1].redis = redis }
   if (s.store) {
     const { ours, cps, ratio } = s.store
+    const r = s.store.redis
+    const v = s.store.vsRedis
     row('store.opsPerSec', 'store ops/s (64 callers, get:touch:set 80:15:5, pool 10)', f0(ours.opsPerSec), f0(cps.opsPerSec), `**${f2(ratio.opsPerSec)}×**`, `≥ 2.5× ${yes(ratio.opsPerSec >= 2.5)}`)
+    if (r) withRedis([f0(r.opsPerSec), vsCell(v.opsPerSec, v.opsPerSecSpread, '≥ 0.8×', v.opsPerSec >= 0.8)])
     row('store.cpuUsPerOp', 'Node CPU per operation (µs, whole process)', f1(ours.cpuUsPerOp), f1(cps.cpuUsPerOp), `**${f2(ratio.cpuUsPerOp)}×**`, `≤ 0.35× ${yes(ratio.cpuUsPerOp <= 0.35)}`)
+    if (r) withRedis([f1(r.cpuUsPerOp), `${f2(v.cpuUsPerOp)}×`])
+    const eager = s.store.eager
+    if (eager) {
+      const er = s.store.eagerRatio
+      row('store.eager', 'store ops/s with every touch written (`touchAfter: 0`)', f0(eager.opsPerSec), f0(cps.opsPerSec), `${f2(er.opsPerSec)}×`, '')
+      if (r) withRedis([f0(r.opsPerSec), withSpread(er.vsRedis, er.vsRedisSpread)])
+    }
     row('store.p99', 'store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
     row('store.rss', 'RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
   }
@@ -134,9 +196,21 @@ function tableRows (s) {
     for (const route of ['read', 'write']) {
       const e = s.express[route]
       const what = route === 'read' ? 'read route (get + touch)' : 'write route (get + set)'
+      const v = e.vsRedis
       row(`express.${route}.reqPerSec`, `Express ${what}, req/s (50 connections)`, f0(e.ours.reqPerSec), f0(e.cps.reqPerSec), `**${f2(e.ratio.reqPerSec)}×**`, `≥ 1.5× ${yes(e.ratio.reqPerSec >= 1.5)}`)
+      if (e.redis) withRedis([f0(e.redis.reqPerSec), vsCell(v.reqPerSec, v.reqPerSecSpread, '≥ 1.0×', v.reqPerSec >= 1)])
       row(`express.${route}.p99`, `Express ${route} p99 latency (ms)`, f0(e.ours.p99Ms), f0(e.cps.p99Ms), f2(e.ratio.p99) + '×', `≤ 1× ${yes(e.ratio.p99 <= 1)}`)
+      if (e.redis) withRedis([f0(e.redis.p99Ms), `${f2(v.p99)}×`])
+      row(`express.${route}.cpu`, `Express ${route}: app process CPU per request (µs, both threads)`, f0(e.ours.cpuUsPerReq), f0(e.cps.cpuUsPerReq), f2(e.ratio.cpuUsPerReq) + '×', '')
+      if (e.redis) withRedis([f0(e.redis.cpuUsPerReq), vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.2×', v.cpuUsPerReq <= 1.2)])
+      if (e.eager) {
+        const er = e.eagerRatio
+        row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
+          `${f0(e.eager.reqPerSec)}, ${f0(e.eager.cpuUsPerReq)} µs`, `${f0(e.cps.reqPerSec)}, ${f0(e.cps.cpuUsPerReq)} µs`, `${f2(er.reqPerSec)}×, ${f2(er.cpuUsPerReq)}×`, '')
+        if (e.redis) withRedis([`${f0(e.redis.reqPerSec)}, ${f0(e.redis.cpuUsPerReq)} µs`, `${withSpread(er.vsRedis, er.vsRedisSpread)}, ${withSpread(er.cpuVsRedis, er.cpuVsRedisSpread)}`])
+      }
       row(`express.${route}.ofMemory`, `Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
+      if (e.redis) withRedis([`${f0(100 * e.redis.reqPerSec / e.memory.reqPerSec)} %`, ''])
     }
   }
   if (s.latency) {
@@ -177,8 +251,22 @@ function tableRows (s) {
 
 const HEADER = ['measure', 'express-pg-session', 'connect-pg-simple', 'ratio', 'target']
 const ALIGN = ['---', '---:', '---:', '---:', '---']
+const REDIS_HEADER = ['connect-redis + Redis', 'ratio to connect-redis (lowest–highest round), target']
+const REDIS_ALIGN = ['---:', '---']
 const tableLine = (cells) => `| ${cells.join(' | ')} |`
-const measured = (s) => `Measured ${s.date} on ${s.machine}, ${s.postgres}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A) in the same run.`
+const measured = (s) => `Measured ${s.date} on ${s.machine}, ${s.postgres}${s.redis ? `, ${s.redis}` : ''}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A, A B C C B A) in the same run.`
+
+/** The table's lines; the connect-redis columns when it ran. `pick` keeps some rows, `cut` some columns. */
+function tableLines (s, { pick = () => true, columns = HEADER.length } = {}) {
+  const rows = tableRows(s).filter((r) => pick(r.key))
+  const redis = rows.some((r) => r.redis)
+  const cells = (r) => [...r.cells.slice(0, columns), ...(redis ? r.redis || ['', ''] : [])]
+  return [
+    tableLine([...HEADER.slice(0, columns), ...(redis ? REDIS_HEADER : [])]),
+    tableLine([...ALIGN.slice(0, columns), ...(redis ? REDIS_ALIGN : [])]),
+    ...rows.map((r) => tableLine(cells(r))),
+  ]
+}
 
 /**
  * The full table and the chart. `chart` is the chart's path as seen from the page that shows it
@@ -188,9 +276,7 @@ function markdown (s, { chart = 'bench/results/chart.svg' } = {}) {
   const lines = [
     measured(s),
     '',
-    tableLine(HEADER),
-    tableLine(ALIGN),
-    ...tableRows(s).map((r) => tableLine(r.cells)),
+    ...tableLines(s),
     '',
     `![benchmark chart](${chart})`,
   ]
@@ -198,17 +284,14 @@ function markdown (s, { chart = 'bench/results/chart.svg' } = {}) {
 }
 
 /** The rows the README shows, by key; each appears when the run measured it, in the full table's order. */
-const SHORT_ROWS = ['store.opsPerSec', 'store.cpuUsPerOp', 'express.read.reqPerSec', 'express.write.reqPerSec', 'latency', 'hot.callsPerSec']
+const SHORT_ROWS = ['store.opsPerSec', 'store.cpuUsPerOp', 'express.read.reqPerSec', 'express.write.reqPerSec', 'express.read.cpu', 'latency', 'hot.callsPerSec']
 
 /** The README's table: a few of the full table's rows, as they are there, without the target column. */
 function shortMarkdown (s) {
-  const rows = tableRows(s).filter((r) => SHORT_ROWS.includes(r.key))
   const lines = [
     measured(s),
     '',
-    tableLine(HEADER.slice(0, 4)),
-    tableLine(ALIGN.slice(0, 4)),
-    ...rows.map((r) => tableLine(r.cells.slice(0, 4))),
+    ...tableLines(s, { pick: (key) => SHORT_ROWS.includes(key), columns: 4 }),
   ]
   return lines.join('\n')
 }
@@ -222,6 +305,7 @@ function svg (s) {
       bars: [
         [LABELS.cps, s.store.cps.opsPerSec],
         [LABELS.ours, s.store.ours.opsPerSec],
+        ...(s.store.redis ? [[LABELS.redis, s.store.redis.opsPerSec]] : []),
         ...(s.pgbench ? [['pgbench -M prepared (SELECT only)', s.pgbench.prepared]] : []),
       ],
     })
@@ -237,15 +321,16 @@ function svg (s) {
     const e = s.express[route]
     panels.push({
       title: `Express ${route} route, requests per second`,
-      bars: [[LABELS.cps, e.cps.reqPerSec], [LABELS.ours, e.ours.reqPerSec], [LABELS.memory + ' (ceiling)', e.memory.reqPerSec]],
+      bars: [[LABELS.cps, e.cps.reqPerSec], [LABELS.ours, e.ours.reqPerSec], ...(e.redis ? [[LABELS.redis, e.redis.reqPerSec]] : []),
+        [LABELS.memory + ' (ceiling)', e.memory.reqPerSec]],
     })
   }
-  const colors = { [LABELS.cps]: '#9aa5b1', [LABELS.ours]: '#d9480f' }
+  const colors = { [LABELS.cps]: '#9aa5b1', [LABELS.ours]: '#d9480f', [LABELS.redis]: '#a61e4d' }
   const width = 760
   const barH = 22
   const labelW = 250
   let y = 40
-  const parts = [`<text x="10" y="24" font-size="16" font-weight="bold">express-pg-session vs connect-pg-simple — ${esc(s.date)}</text>`]
+  const parts = [`<text x="10" y="24" font-size="16" font-weight="bold">express-pg-session vs connect-pg-simple${s.redis ? ' and connect-redis' : ''} — ${esc(s.date)}</text>`]
   for (const p of panels) {
     parts.push(`<text x="10" y="${y + 14}" font-size="13" font-weight="bold">${esc(p.title)}</text>`)
     y += 22

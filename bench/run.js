@@ -1,7 +1,12 @@
 'use strict'
 
-// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]`
-// Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. Writes
+// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]
+//   [-- --vs=cps,eager,redis]`
+// Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. The store and
+// Express benchmarks also run connect-redis on a Redis started here (bench/redis.js), skipped
+// with a message where that cannot be done; --vs picks their contenders beside ours (default
+// all three, `eager` being ours with touchAfter: 0; `--only=store,express --vs=redis` is the
+// quick comparison with connect-redis). Writes
 // bench/results/results.json, results.md and chart.svg (bench/results/partial/ for --only), and
 // the documents' performance sections between their markers (not for --only or --no-readme):
 // the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
@@ -18,6 +23,7 @@ const { runTableSize } = require('./table-size')
 const { runPgbench } = require('./pgbench')
 const { summarize, markdown } = require('./report')
 const { saveResults, writeDocs } = require('./publish')
+const { startRedis } = require('./redis')
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -25,9 +31,13 @@ const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : null
 const wants = (name) => !only || only.has(name)
 // --no-readme: results only, the documents are left as they are.
-const writeDocuments = !args.includes('--no-readme') && !only
+const vsArg = args.find((a) => a.startsWith('--vs='))
+// eager: ours with every touch written (touchAfter: 0), beside the default's bounded skipping.
+const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis']
+const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
 
-// Full: ≈ 13 minutes on a 2-core machine (hot + locked ≈ 3.7 of them); quick: ≈ 4 minutes (hot + locked ≈ 1.7).
+// Full: ≈ 17 minutes on a 2-core machine (hot + locked ≈ 3.7 of them, connect-redis and touchAfter: 0 ≈ 4);
+// quick: ≈ 6 minutes (hot + locked ≈ 1.7).
 const plan = quick
   ? { rounds: 2, storeSeconds: 3, latencySeconds: 2, hotSeconds: 4, lockHoldSeconds: 3, expressSeconds: 4, memoryOps: 200000, expired: 200000, sizeSeconds: 2, pgbenchSeconds: 3 }
   : { rounds: 3, storeSeconds: 5, latencySeconds: 3, hotSeconds: 10, lockHoldSeconds: 3, expressSeconds: 8, memoryOps: 1000000, expired: 1000000, sizeSeconds: 4, pgbenchSeconds: 5 }
@@ -44,6 +54,7 @@ async function main () {
     url = server.url
   }
   const started = Date.now()
+  let redis = null
   try {
     const version = (await sql(url, 'SHOW server_version')).rows[0].server_version
     const cpus = os.cpus()
@@ -54,12 +65,24 @@ async function main () {
       command: `npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`,
       plan,
     }
+    let others = vs.filter((k) => k !== 'redis')
+    if (vs.includes('redis') && (wants('store') || wants('express'))) {
+      const r = await startRedis(log)
+      if (r.skip) {
+        log(`connect-redis contender SKIPPED: ${r.skip}`)
+      } else {
+        redis = r
+        others = [...others, 'redis']
+        raw.redis = `${redis.version}, no persistence; connect-redis ${packageVersion('connect-redis')}, redis ${packageVersion('redis')}`
+        log(`connect-redis contender: ${raw.redis} at ${redis.url}`)
+      }
+    }
     if (wants('pgbench')) { log('PostgreSQL\'s own limit (pgbench)'); raw.pgbench = await runPgbench({ url, seconds: plan.pgbenchSeconds, log }) }
-    if (wants('store')) { log('Store operations'); raw.store = await runStoreOps({ url, rounds: plan.rounds, seconds: plan.storeSeconds, log }) }
+    if (wants('store')) { log('Store operations'); raw.store = await runStoreOps({ url, rounds: plan.rounds, seconds: plan.storeSeconds, others, redis, log }) }
     if (wants('latency')) { log('Single-operation latency'); raw.latency = await runLatency({ url, rounds: plan.rounds, seconds: plan.latencySeconds, log }) }
     if (wants('hot')) { log('Hot sessions'); raw.hot = await runHot({ url, rounds: plan.rounds, seconds: plan.hotSeconds, log }) }
     if (wants('locked')) { log('One row locked'); raw.locked = await runLocked({ url, rounds: plan.rounds, holdSeconds: plan.lockHoldSeconds, log }) }
-    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, log }) }
+    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others, redis, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
     if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
 
@@ -71,13 +94,19 @@ async function main () {
     if (writeDocuments) writeDocs(summary, log)
     log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${path.relative(path.join(__dirname, '..'), dir)}/`)
   } finally {
+    if (redis) await redis.stop()
     await cleanUp(url)
     if (server) await server.destroy()
   }
 }
 
+/** An installed package's version (connect-redis exports no package.json). */
+function packageVersion (name) {
+  return JSON.parse(require('node:fs').readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')).version
+}
+
 async function cleanUp (url) {
-  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_express_ours', 'bench_express_cps', 'bench_pgbench', 'bench_size',
+  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_ops_eager', 'bench_express_ours', 'bench_express_cps', 'bench_express_eager', 'bench_pgbench', 'bench_size',
     'bench_hot_ours', 'bench_hot_cps', 'bench_locked_ours', 'bench_locked_cps']
   await sql(url, tables.map((t) => `DROP TABLE IF EXISTS "${t}";`).join('\n')).catch(() => {})
 }

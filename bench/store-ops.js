@@ -1,27 +1,34 @@
 'use strict'
 
 // Store operations alone: 64 callers, get:touch:set = 80:15:5 over 10k sessions, each
-// measurement in a fresh process, express-pg-session and connect-pg-simple alternated A B B A.
+// measurement in a fresh process, express-pg-session, connect-pg-simple and (when its server
+// could be started) connect-redis alternated A B C C B A.
 // Also single-operation latency (1 caller, pool of 1) and a long run for memory.
 
-const { seedTable, runChild, alternate } = require('./lib')
+const { seedTable, runChild, alternate, alternateAll } = require('./lib')
 
 /** Both stores' tables, 10k live sessions each. */
 async function seedBoth (url) {
   await seedTable(url, 'bench_ops_ours', 10000)
   await seedTable(url, 'bench_ops_cps', 10000)
+  await seedTable(url, 'bench_ops_eager', 10000)
 }
 
-async function runStoreOps ({ url, rounds, seconds, concurrency = 64, max = 10, log }) {
+/**
+ * `others`: the contenders beside express-pg-session ('cps', 'redis'); `redis` the server
+ * bench/redis.js started (its sessions are written by the warm-up, as connect-redis has no table).
+ */
+async function runStoreOps ({ url, rounds, seconds, concurrency = 64, max = 10, others = ['cps'], redis, log }) {
   await seedBoth(url)
   const runs = []
-  const order = alternate('ours', 'cps', rounds)
+  const kinds = ['ours', ...others]
+  const order = alternateAll(kinds, rounds)
   for (let i = 0; i < order.length; i++) {
     const kind = order[i]
     const r = await runChild('store-worker.js', {
-      kind, url, table: `bench_ops_${kind}`, max, concurrency, durationMs: seconds * 1000,
+      kind, url, table: `bench_ops_${kind}`, redisUrl: redis && redis.url, max, concurrency, durationMs: seconds * 1000,
     })
-    r.round = Math.floor(i / 4)
+    r.round = Math.floor(i / (2 * kinds.length))
     runs.push(r)
     log(`  store ops ${kind.padEnd(4)} ${r.opsPerSec.toFixed(0).padStart(6)} ops/s  ${r.cpuUsPerOp.toFixed(1)} µs CPU/op  p99 ${(r.p99 / 1000).toFixed(1)} ms  rss ${r.rssMB.toFixed(0)} MB`)
   }

@@ -8,13 +8,21 @@ const { makeStore, sessionObject, sid, percentile, sleep } = require('./lib')
 
 const input = JSON.parse(process.argv[2])
 const {
-  kind, url, table, max = 10, concurrency = 64, sessions = 10000,
+  kind, url, table, redisUrl, max = 10, concurrency = 64, sessions = 10000,
   mix = { get: 80, touch: 15, set: 5 }, warmupMs = 1000, durationMs = 5000, totalOps = 0, rssEvery = 0,
 } = input
 
 async function main () {
-  const { store, close } = makeStore(kind, { url, table, max })
+  const { store, close, ready } = makeStore(kind, { url, table, max, redisUrl })
+  await ready
   const sess = sessionObject(1)
+  // The PostgreSQL tables are seeded with these sessions by the parent; Redis gets them here.
+  if (kind === 'redis') {
+    for (let i = 0; i < sessions; i += 500) {
+      await Promise.all(Array.from({ length: Math.min(500, sessions - i) }, (_, j) =>
+        new Promise((resolve, reject) => store.set(sid(i + j), sessionObject(i + j), (err) => (err ? reject(err) : resolve())))))
+    }
+  }
   const pick = () => {
     const r = Math.random() * 100
     return r < mix.get ? 'get' : r < mix.get + mix.touch ? 'touch' : 'set'

@@ -13,6 +13,11 @@ const ONE_DAY_SECONDS = 86400
 const DEFAULT_PRUNE_INTERVAL_SECONDS = 60
 const HEALTH_PROBE_MS = 1000
 const TOUCH_MEMORY_LIMIT = 100000
+// Without `touchAfter`, a touch is skipped while the expiry this store wrote is less than this
+// far behind the new one: never more than a minute, nor more than 1 % of the session's remaining
+// lifetime (36 s of an hour, 0.6 s of a minute).
+const DEFAULT_TOUCH_LAG_MAX_MS = 60000
+const DEFAULT_TOUCH_LAG_SHARE = 0.01
 // With the `u` flag a surrogate only matches when unpaired; NUL is the one control character
 // PostgreSQL text cannot hold.
 // oxlint-disable-next-line no-control-regex
@@ -58,8 +63,8 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @type {{ stringify: (v: any) => string, parse: (s: string) => any }} */ #serializer
     /** @type {number | ((sess: any) => number) | undefined} */ #ttl
     /** @type {boolean} */ #disableTouch
-    /** @type {number} */ #touchAfterMs
-    /** @type {Map<string, number>} sid → when this store last wrote its expiry */ #lastWrite = new Map()
+    /** @type {number | undefined} the fixed bound of `touchAfter`; undefined: the default bound */ #touchAfterMs
+    /** @type {Map<string, number>} sid → the expiry (ms) this store last wrote, acknowledged */ #lastWrite = new Map()
     /** @type {number | false} */ #pruneIntervalMs
     /** @type {((delay: number) => number) | undefined} */ #randomizePrune
     /** @type {NodeJS.Timeout | undefined} */ #pruneTimer
@@ -100,7 +105,7 @@ module.exports = function storeClass (Store, NativeStore) {
       this.#serializer = options.serializer || JSON
       this.#ttl = options.ttl
       this.#disableTouch = !!options.disableTouch
-      this.#touchAfterMs = (options.touchAfter || 0) * 1000
+      this.#touchAfterMs = options.touchAfter === undefined ? undefined : options.touchAfter * 1000
       this.#connectionEvents = !!options.connectionEvents
       if (options.pruneSessionInterval === false) {
         this.#pruneIntervalMs = false
@@ -206,13 +211,27 @@ module.exports = function storeClass (Store, NativeStore) {
       throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: the user id for \`columns.user_id\` must be a string or a number, got ${typeof user}; pass \`userId: (sess) => …\` returning the user's id`, TypeError)
     }
 
-    /** @param {string} sid */
-    #rememberWrite (sid) {
-      if (this.#touchAfterMs <= 0) return
-      this.#lastWrite.delete(sid)
-      this.#lastWrite.set(sid, Date.now())
+    /**
+     * True when a touch to `expireAt` need not be written: the expiry this store wrote for the
+     * session (and had acknowledged) is at most that new one, and less than the bound behind it.
+     * @param {string} sid @param {number} expireAt
+     */
+    #touchCanWait (sid, expireAt) {
+      const written = this.#lastWrite.get(sid)
+      if (written === undefined || expireAt < written) return false
+      const bound = this.#touchAfterMs !== undefined
+        ? this.#touchAfterMs
+        : Math.min(DEFAULT_TOUCH_LAG_MAX_MS, (expireAt - Date.now()) * DEFAULT_TOUCH_LAG_SHARE)
+      return expireAt - written < bound
+    }
+
+    /** @param {string} sid @param {number} expireAt the expiry just written */
+    #rememberWrite (sid, expireAt) {
+      if (this.#touchAfterMs === 0) return
+      // Set in place (a delete and set per write keeps rebuilding the Map's table): the first
+      // key is the oldest first write, the one forgotten past the limit (its next touch is written).
+      this.#lastWrite.set(sid, expireAt)
       if (this.#lastWrite.size > TOUCH_MEMORY_LIMIT) {
-        // Maps iterate in insertion order: the first key is the oldest write.
         this.#lastWrite.delete(/** @type {string} */ (this.#lastWrite.keys().next().value))
       }
     }
@@ -282,12 +301,14 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {(err?: Error | null) => void} [cb]
      */
     set (sid, sess, cb) {
+      let expireAt = 0
       return this.#fast(cb, (id) => {
         checkSid(sid)
         const text = this.#stringify(sess)
-        this.#native.startSet(id, sid, text, this.#expireAt(sess), this.#owner(sess))
+        expireAt = this.#expireAt(sess)
+        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess))
       }, (_, reply) => {
-        this.#rememberWrite(sid)
+        this.#rememberWrite(sid, expireAt)
         reply(null)
       })
     }
@@ -298,17 +319,18 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {(err?: Error | null) => void} [cb]
      */
     touch (sid, sess, cb) {
+      let expireAt = 0
       return this.#fast(cb, (id) => {
         checkSid(sid)
-        const written = this.#lastWrite.get(sid)
-        if (this.#disableTouch || (written !== undefined && Date.now() - written < this.#touchAfterMs)) {
+        // A closed store answers every call with its error, skipped or not.
+        if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt = this.#expireAt(sess)))) {
           // Nothing to send: answer as if the native call had.
           calls.deliver([id, null])
           return
         }
-        this.#native.startTouch(id, sid, this.#expireAt(sess))
+        this.#native.startTouch(id, sid, expireAt)
       }, (found, reply) => {
-        if (found !== null) this.#rememberWrite(sid)
+        if (found) this.#rememberWrite(sid, expireAt)
         reply(null)
       })
     }
