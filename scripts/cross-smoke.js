@@ -47,6 +47,7 @@ async function main () {
 }
 
 main().catch((err) => {
-  console.error(`smoke failed on ${process.platform}-${process.arch}: ${err && err.stack}`)
+  // The cause carries binding.js's load errors: why the binary did not load.
+  console.error(`smoke failed on ${process.platform}-${process.arch}: ${require('node:util').inspect(err, { depth: 6 })}`)
   process.exit(1)
 })

@@ -54,7 +54,7 @@ function run (cmd, args, options = {}) {
 
 /** @param {string} cmd @param {string[]} args */
 function output (cmd, args) {
-  const result = spawnSync(cmd, args, { encoding: 'utf8', env: env() })
+  const result = spawnSync(cmd, args, { encoding: 'utf8', env: env(), maxBuffer: 256 * 1024 * 1024 })
   return result.status === 0 ? result.stdout.trim() : undefined
 }
 
@@ -108,6 +108,21 @@ function glibcFloor (file) {
 
 const generated = () => ['binding.js', 'binding.d.ts'].map((f) => fs.readFileSync(path.join(ROOT, f), 'utf8'))
 
+/**
+ * napi-build insists on linking a windows-gnu addon against libnode.dll (a mingw-built Node's), though
+ * with dyn-symbols no symbol is taken from it: an empty DLL of that name satisfies it, and PE imports
+ * only what is used, so the addon does not depend on it.
+ */
+function libnodeStub () {
+  const dir = path.join(CACHE, 'libnode-stub')
+  if (!fs.existsSync(path.join(dir, 'libnode.dll'))) {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, 'stub.c'), 'void express_pg_session_libnode_stub (void) {}\n')
+    run('x86_64-w64-mingw32-gcc', ['-shared', '-o', path.join(dir, 'libnode.dll'), path.join(dir, 'stub.c')])
+  }
+  return dir
+}
+
 /** Builds one target; returns where its binary went. @param {string} triple */
 function build (triple) {
   const { platform, napiTarget, windows } = TARGETS[triple]
@@ -117,7 +132,7 @@ function build (triple) {
   // windows-gnu: mingw links it (napi's -x refuses windows-gnu); napi's symbols are looked up at load time.
   if (windows) args.push('--features', 'napi/dyn-symbols')
   else args.push('-x')
-  run(NAPI, args, { cwd: ROOT })
+  run(NAPI, args, { cwd: ROOT, env: windows ? { ...env(), LIBNODE_PATH: libnodeStub() } : env() })
   if (generated().some((text, i) => text !== before[i])) {
     throw new StepError('the build rewrote binding.js/binding.d.ts differently: the generated loader must be the same for every target')
   }
@@ -134,14 +149,18 @@ function build (triple) {
 function describe (triple, file) {
   const floor = glibcFloor(file)
   const size = (fs.statSync(file).size / 1048576).toFixed(1)
-  const needed = [...(output('readelf', ['--dynamic', '--wide', file]) || '').matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
+  const needed = TARGETS[triple].windows
+    ? [...new Set([...(output('x86_64-w64-mingw32-objdump', ['-p', file]) || '').matchAll(/DLL Name: (\S+)/g)].map((m) => m[1].toLowerCase()))]
+    : [...(output('readelf', ['--dynamic', '--wide', file]) || '').matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
+  const libc = TARGETS[triple].windows ? 'Windows DLL' : `glibc floor: ${floor || 'none (no GLIBC_ symbols)'}`
   console.log(`${path.relative(ROOT, file)} (${size} MiB)\n  ${output('file', ['-b', file])}\n  ` +
-    `glibc floor: ${floor || 'none (no GLIBC_ symbols)'}${needed.length > 0 ? `; needs ${needed.join(', ')}` : ''}`)
+    `${libc}${needed.length > 0 ? `; needs ${needed.join(', ')}` : ''}`)
   const promised = TARGETS[triple].glibcFloor
   if (promised && floor && floor.localeCompare(promised, undefined, { numeric: true }) > 0) {
     throw new StepError(`${file} needs glibc ${floor}, newer than the ${promised} promised`)
   }
   if (triple.endsWith('-musl') && floor) throw new StepError(`${file} is a musl build but asks for glibc ${floor}`)
+  if (needed.includes('libnode.dll')) throw new StepError(`${file} imports libnode.dll: official Node has none (the napi symbols must come from the process)`)
   return { floor, size }
 }
 
@@ -192,6 +211,30 @@ function smokeArm64 (databaseUrl) {
   }
 }
 
+/**
+ * Rust's std takes random bytes from bcryptprimitives.dll's ProcessPrng (Windows 10+), which Debian's
+ * wine 8 lacks: a stand-in DLL in the wine prefix answers it through RtlGenRandom. Only this test
+ * environment gets it; real Windows has its own.
+ * @param {string} system32
+ */
+function wineBcryptPrimitives (system32) {
+  const dll = path.join(system32, 'bcryptprimitives.dll')
+  if (fs.existsSync(dll)) return
+  const dir = path.join(CACHE, 'bcryptprimitives')
+  fs.mkdirSync(dir, { recursive: true })
+  fs.writeFileSync(path.join(dir, 'bcryptprimitives.c'), [
+    '#include <windows.h>',
+    'BOOLEAN WINAPI SystemFunction036 (PVOID buffer, ULONG length);',
+    '__declspec(dllexport) BOOL WINAPI ProcessPrng (PBYTE data, SIZE_T length) {',
+    '  for (; length > 0x10000000; data += 0x10000000, length -= 0x10000000) if (!SystemFunction036(data, 0x10000000)) return FALSE;',
+    '  return SystemFunction036(data, (ULONG)length);',
+    '}',
+    '',
+  ].join('\n'))
+  run('x86_64-w64-mingw32-gcc', ['-shared', '-O2', '-o', path.join(dir, 'bcryptprimitives.dll'), path.join(dir, 'bcryptprimitives.c'), '-ladvapi32'])
+  fs.copyFileSync(path.join(dir, 'bcryptprimitives.dll'), dll)
+}
+
 /** The windows-gnu binary under wine64 with Node's official win-x64 build. @param {string} binary @param {string} databaseUrl */
 function smokeWindows (binary, databaseUrl) {
   if (!found('wine64') && !fs.existsSync('/usr/lib/wine/wine64')) aptInstall(['wine64'])
@@ -204,11 +247,12 @@ function smokeWindows (binary, databaseUrl) {
   fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify(msvc, null, 2))
   fs.copyFileSync(binary, path.join(pkg, msvc.main))
   const app = makeApp('win32-x64', pkg, { os: 'win32', cpu: 'x64' })
+  const wineEnv = { ...env(), DATABASE_URL: databaseUrl, WINEDEBUG: '-all', WINEPREFIX: path.join(CACHE, 'wine') }
+  // A new wine prefix says Windows 7, which Node 20 refuses: say Windows 10.
+  run(wine, ['reg', 'add', 'HKEY_CURRENT_USER\\Software\\Wine', '/v', 'Version', '/t', 'REG_SZ', '/d', 'win10', '/f'], { env: wineEnv, stdio: 'ignore' })
+  wineBcryptPrimitives(path.join(wineEnv.WINEPREFIX, 'drive_c', 'windows', 'system32'))
   try {
-    run(wine, [node, 'smoke.js', 'express-pg-session-win32-x64-msvc'], {
-      cwd: app,
-      env: { ...env(), DATABASE_URL: databaseUrl, WINEDEBUG: '-all', WINEPREFIX: path.join(CACHE, 'wine') },
-    })
+    run(wine, [node, 'smoke.js', 'express-pg-session-win32-x64-msvc'], { cwd: app, env: wineEnv })
   } finally {
     fs.rmSync(app, { recursive: true, force: true })
     fs.rmSync(pkg, { recursive: true, force: true })
@@ -248,7 +292,7 @@ async function main () {
     await timed(`build ${triple}`, () => {
       built[triple] = build(triple)
       const { floor, size } = describe(triple, built[triple])
-      return `${size} MiB, glibc floor ${floor || 'none'}`
+      return `${size} MiB, ${TARGETS[triple].windows ? 'Windows DLL' : `glibc floor ${floor || 'none'}`}`
     })
   }
 
