@@ -257,6 +257,30 @@ function smokeWindows (binary, databaseUrl) {
     fs.rmSync(app, { recursive: true, force: true })
     fs.rmSync(pkg, { recursive: true, force: true })
   }
+  return { wine, node, wineEnv }
+}
+
+// Spec files that need nothing but DATABASE_URL (the others start an embedded PostgreSQL, whose
+// Windows server package is not installed on Linux, or need pgbouncer and openssl).
+const WINDOWS_SPECS = ['calls', 'compat', 'express', 'options', 'store']
+
+/**
+ * Those spec files under wine on the windows-gnu binary: a copy of the checkout's JS with the binary
+ * next to binding.js under the msvc name it looks for, and the checkout's node_modules.
+ * @param {string} binary @param {{ wine: string, node: string, wineEnv: NodeJS.ProcessEnv }} on
+ */
+function windowsSpecs (binary, { wine, node, wineEnv }) {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'express-pg-session-win32-specs-'))
+  try {
+    for (const f of ['index.js', 'index.mjs', 'index.d.ts', 'lib', 'binding.js', 'binding.d.ts', 'package.json', 'table.sql', '__test__']) {
+      fs.cpSync(path.join(ROOT, f), path.join(copy, f), { recursive: true })
+    }
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'))
+    fs.copyFileSync(binary, path.join(copy, 'express-pg-session.win32-x64-msvc.node'))
+    run(wine, [node, path.join('__test__', 'run.js'), ...WINDOWS_SPECS.map((f) => path.join('__test__', `${f}.test.js`))], { cwd: copy, env: wineEnv })
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true })
+  }
 }
 
 async function main () {
@@ -306,12 +330,18 @@ async function main () {
       databaseUrl = server.url
     }
     try {
+      /** @type {ReturnType<typeof smokeWindows> | undefined} */
+      let wineRun
       for (const triple of smokes) {
         await timed(`smoke ${triple} (${TARGETS[triple].runs})`, () => {
           if (TARGETS[triple].runs === 'qemu') smokeArm64(/** @type {string} */ (databaseUrl))
-          else smokeWindows(built[triple], /** @type {string} */ (databaseUrl))
+          else wineRun = smokeWindows(built[triple], /** @type {string} */ (databaseUrl))
           return 'set/get/destroy ok'
         })
+        if (wineRun) {
+          const on = wineRun
+          await timed(`spec files under wine (${WINDOWS_SPECS.join(', ')})`, () => { windowsSpecs(built[triple], on); return 'passed' })
+        }
       }
     } finally {
       if (server) await server.destroy()
