@@ -62,9 +62,11 @@ async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connection
   try {
     for (const route of ['read', 'write']) {
       // One short unmeasured run each: connections opened, code warmed up.
-      for (const kind of Object.keys(apps)) if (route === 'read' || kind !== 'eager') await drive(apps[kind].port, route, warmupSeconds, connections)
-      // Ours with every touch written differs from ours only where there are touches.
-      const kinds = ['ours', ...others.filter((k) => route === 'read' || k !== 'eager')]
+      // Ours with every touch written differs from ours only where there are touches; encryption
+      // is measured where sessions are written (get + set).
+      const runsOn = (k) => (route === 'read' ? k !== 'sealed' : k !== 'eager')
+      for (const kind of Object.keys(apps)) if (runsOn(kind)) await drive(apps[kind].port, route, warmupSeconds, connections)
+      const kinds = ['ours', ...others.filter(runsOn)]
       for (const kind of alternateWithMemory(kinds, rounds)) {
         apps[kind].mark()
         const r = await drive(apps[kind].port, route, seconds, connections)

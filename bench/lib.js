@@ -56,6 +56,7 @@ async function sql (url, text, params) {
 
 /**
  * A store of the given kind with a pool of `max`: 'ours', 'eager' (ours with touchAfter: 0),
+ * 'sealed' (ours with `secret`: data encrypted at rest),
  * 'cps' (connect-pg-simple + pg), 'redis'
  * (connect-redis + node-redis on `redisUrl`, one connection as its README sets it up) or 'memory'.
  * `ready` settles once the store can take calls (node-redis refuses commands before connect()).
@@ -64,10 +65,12 @@ async function sql (url, text, params) {
 function makeStore (kind, { url, table, max = 10, redisUrl }) {
   const session = require('express-session')
   const ready = Promise.resolve()
-  if (kind === 'ours' || kind === 'eager') {
+  if (kind === 'ours' || kind === 'eager' || kind === 'sealed') {
     const PGStore = require('..')(session)
     // eager: every touch written (touchAfter: 0), the default's bounded skipping off.
-    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...(kind === 'eager' ? { touchAfter: 0 } : {}) })
+    // sealed: the same store with encryption at rest on.
+    const extra = kind === 'eager' ? { touchAfter: 0 } : kind === 'sealed' ? { secret: SEALED_SECRET } : {}
+    const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...extra })
     return { store, close: () => store.close(), ready }
   }
   if (kind === 'redis') {
@@ -92,7 +95,10 @@ function makeStore (kind, { url, table, max = 10, redisUrl }) {
   throw new Error(`unknown store kind ${kind}`)
 }
 
-const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
+/** The 'sealed' contender's secret (a benchmark's, not a real one). */
+const SEALED_SECRET = 'benchmark secret: 32 random chars'
+
+const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', sealed: 'express-pg-session, secret (encrypted)', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
 
 /**
  * Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last.

@@ -40,7 +40,7 @@ function summarize (raw) {
   const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres, redis: raw.redis }
   if (raw.store) {
     s.store = {}
-    for (const kind of ['ours', 'cps', ...['eager', 'redis'].filter((k) => hasKind(raw.store, k))]) {
+    for (const kind of ['ours', 'cps', ...['eager', 'redis', 'sealed'].filter((k) => hasKind(raw.store, k))]) {
       s.store[kind] = {
         opsPerSec: med(raw.store, kind, 'opsPerSec'),
         cpuUsPerOp: med(raw.store, kind, 'cpuUsPerOp'),
@@ -54,6 +54,14 @@ function summarize (raw) {
         opsPerSec: roundRatio(raw.store, 'opsPerSec', 'redis'),
         opsPerSecSpread: roundRatioSpread(raw.store, 'opsPerSec', 'redis'),
         cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp', 'redis'),
+      }
+    }
+    if (s.store.sealed) {
+      // Encryption on / off: the same store with and without `secret`, in the same rounds.
+      s.store.sealedRatio = {
+        opsPerSec: roundRatio(raw.store, 'opsPerSec', 'ours', 'sealed'),
+        opsPerSecSpread: roundRatioSpread(raw.store, 'opsPerSec', 'ours', 'sealed'),
+        cpuUsPerOp: roundRatio(raw.store, 'cpuUsPerOp', 'ours', 'sealed'),
       }
     }
     if (s.store.eager) {
@@ -117,7 +125,7 @@ function summarize (raw) {
       let round = -1
       for (const r of runs) { if (r.kind === 'memory') round++; r.round = round }
       const out = {}
-      for (const kind of ['ours', 'cps', 'memory', ...['eager', 'redis'].filter((k) => hasKind(runs, k))]) {
+      for (const kind of ['ours', 'cps', 'memory', ...['eager', 'redis', 'sealed'].filter((k) => hasKind(runs, k))]) {
         out[kind] = { reqPerSec: med(runs, kind, 'reqPerSec'), p99Ms: med(runs, kind, 'p99'), rssMB: med(runs, kind, 'rssMB'), cpuUsPerReq: med(runs, kind, 'appCpuUsPerReq') }
       }
       out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99'), cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq') }
@@ -128,6 +136,13 @@ function summarize (raw) {
           p99: roundRatio(runs, 'p99', 'redis'),
           cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'redis'),
           cpuUsPerReqSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis'),
+        }
+      }
+      if (out.sealed) {
+        out.sealedRatio = {
+          reqPerSec: roundRatio(runs, 'reqPerSec', 'ours', 'sealed'),
+          reqPerSecSpread: roundRatioSpread(runs, 'reqPerSec', 'ours', 'sealed'),
+          cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'ours', 'sealed'),
         }
       }
       if (out.eager) {
@@ -189,6 +204,14 @@ function tableRows (s) {
       row('store.eager', 'store ops/s with every touch written (`touchAfter: 0`)', f0(eager.opsPerSec), f0(cps.opsPerSec), `${f2(er.opsPerSec)}×`, '')
       if (r) withRedis([f0(r.opsPerSec), withSpread(er.vsRedis, er.vsRedisSpread)])
     }
+    const sealed = s.store.sealed
+    if (sealed) {
+      const sr = s.store.sealedRatio
+      row('store.sealed', 'encryption on (`secret`) vs off: store ops/s, Node CPU per operation (µs); ratio = on / off',
+        `${f0(sealed.opsPerSec)}, ${f1(sealed.cpuUsPerOp)} µs`, `off: ${f0(ours.opsPerSec)}, ${f1(ours.cpuUsPerOp)} µs`,
+        `${withSpread(sr.opsPerSec, sr.opsPerSecSpread)}, ${f2(sr.cpuUsPerOp)}×`, '')
+      if (r) withRedis(['', ''])
+    }
     row('store.p99', 'store p99 latency under load (ms)', f1(ours.p99Ms), f1(cps.p99Ms), f2(ours.p99Ms / cps.p99Ms) + '×', '')
     row('store.rss', 'RSS under load (MB)', f0(ours.rssMB), f0(cps.rssMB), `${ours.rssMB - cps.rssMB >= 0 ? '+' : ''}${f0(ours.rssMB - cps.rssMB)} MB`, `≤ +30 MB ${yes(ours.rssMB - cps.rssMB <= 30)}`)
   }
@@ -208,6 +231,13 @@ function tableRows (s) {
         row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
           `${f0(e.eager.reqPerSec)}, ${f0(e.eager.cpuUsPerReq)} µs`, `${f0(e.cps.reqPerSec)}, ${f0(e.cps.cpuUsPerReq)} µs`, `${f2(er.reqPerSec)}×, ${f2(er.cpuUsPerReq)}×`, '')
         if (e.redis) withRedis([`${f0(e.redis.reqPerSec)}, ${f0(e.redis.cpuUsPerReq)} µs`, `${withSpread(er.vsRedis, er.vsRedisSpread)}, ${withSpread(er.cpuVsRedis, er.cpuVsRedisSpread)}`])
+      }
+      if (e.sealed) {
+        const sr = e.sealedRatio
+        row(`express.${route}.sealed`, `Express ${route}, encryption on (\`secret\`) vs off: req/s, app CPU per request (µs); ratio = on / off`,
+          `${f0(e.sealed.reqPerSec)}, ${f0(e.sealed.cpuUsPerReq)} µs`, `off: ${f0(e.ours.reqPerSec)}, ${f0(e.ours.cpuUsPerReq)} µs`,
+          `${withSpread(sr.reqPerSec, sr.reqPerSecSpread)}, ${f2(sr.cpuUsPerReq)}×`, '')
+        if (e.redis) withRedis(['', ''])
       }
       row(`express.${route}.ofMemory`, `Express ${route}: share of MemoryStore's ${f0(e.memory.reqPerSec)} req/s`, `${f0(100 * e.oursOfMemory)} %`, `${f0(100 * e.cps.reqPerSec / e.memory.reqPerSec)} %`, '', '≈ 80 %')
       if (e.redis) withRedis([`${f0(100 * e.redis.reqPerSec / e.memory.reqPerSec)} %`, ''])

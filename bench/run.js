@@ -33,7 +33,8 @@ const wants = (name) => !only || only.has(name)
 // --no-readme: results only, the documents are left as they are.
 const vsArg = args.find((a) => a.startsWith('--vs='))
 // eager: ours with every touch written (touchAfter: 0), beside the default's bounded skipping.
-const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis']
+// sealed: ours with `secret` (encryption at rest), on store ops and the write route.
+const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis', 'sealed']
 const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
 
 // Full: ≈ 17 minutes on a 2-core machine (hot + locked ≈ 3.7 of them, connect-redis and touchAfter: 0 ≈ 4);
@@ -106,7 +107,7 @@ function packageVersion (name) {
 }
 
 async function cleanUp (url) {
-  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_ops_eager', 'bench_express_ours', 'bench_express_cps', 'bench_express_eager', 'bench_pgbench', 'bench_size',
+  const tables = ['bench_ops_ours', 'bench_ops_cps', 'bench_ops_eager', 'bench_ops_sealed', 'bench_express_sealed', 'bench_express_ours', 'bench_express_cps', 'bench_express_eager', 'bench_pgbench', 'bench_size',
     'bench_hot_ours', 'bench_hot_cps', 'bench_locked_ours', 'bench_locked_cps']
   await sql(url, tables.map((t) => `DROP TABLE IF EXISTS "${t}";`).join('\n')).catch(() => {})
 }

@@ -5,13 +5,25 @@
 // could be started) connect-redis alternated A B C C B A.
 // Also single-operation latency (1 caller, pool of 1) and a long run for memory.
 
-const { seedTable, runChild, alternate, alternateAll } = require('./lib')
+const { seedTable, runChild, alternate, alternateAll, makeStore, sessionObject } = require('./lib')
 
 /** Both stores' tables, 10k live sessions each. */
 async function seedBoth (url) {
   await seedTable(url, 'bench_ops_ours', 10000)
   await seedTable(url, 'bench_ops_cps', 10000)
   await seedTable(url, 'bench_ops_eager', 10000)
+  await seedTable(url, 'bench_ops_sealed', 10000)
+  await sealAll(url, 'bench_ops_sealed', 10000)
+}
+
+/** Rewrites the seeded sessions through a store with `secret`, so its gets decrypt as they would. */
+async function sealAll (url, table, live) {
+  const { store, close } = makeStore('sealed', { url, table })
+  const sess = sessionObject(0)
+  for (let i = 0; i < live; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, live - i) }, (_, k) => store.set(`bench-session-${i + k}`, sess)))
+  }
+  await close()
 }
 
 /**

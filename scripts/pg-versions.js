@@ -32,8 +32,8 @@ const WRAPPER = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'embe
 // uuid, char, collations) and rows shared with connect-pg-simple (compat), every store method and
 // createTableIfMissing under races (store), custom column and schema names and the ways to connect
 // (options), table shapes and a full server (schema-shapes), prune over partitioned and inherited
-// tables (prune-shapes), and per-session ordering (order).
-const FILES = ['compat', 'store', 'options', 'schema-shapes', 'prune-shapes', 'order']
+// tables (prune-shapes), per-session ordering (order), and tombstones, owners and sealing (security).
+const FILES = ['compat', 'store', 'options', 'schema-shapes', 'prune-shapes', 'order', 'security']
   .map((name) => path.join(ROOT, '__test__', `${name}.test.js`))
 
 /** @param {string} major @param {string} prefix */
