@@ -191,18 +191,23 @@ describe('store methods', () => {
   })
 })
 
+/** A store that creates `schema`.`table` (custom columns) on first use. */
+function creatingStore (schema, table) {
+  return new PGStore({
+    conString: DATABASE_URL,
+    schemaName: schema,
+    tableName: table,
+    columns: { session_id: 'id', session_data: 'data', expire: 'expires_at' },
+    createTableIfMissing: true,
+    pruneSessionInterval: false,
+  })
+}
+
 describe('table creation', () => {
   test('createTableIfMissing creates table, primary key and expire index once under concurrent first calls', async () => {
     const schema = uniqueName('schema')
     const table = uniqueName('created')
-    const stores = [1, 2, 3].map(() => new PGStore({
-      conString: DATABASE_URL,
-      schemaName: schema,
-      tableName: table,
-      columns: { session_id: 'id', session_data: 'data', expire: 'expires_at' },
-      createTableIfMissing: true,
-      pruneSessionInterval: false,
-    }))
+    const stores = [1, 2, 3].map(() => creatingStore(schema, table))
     try {
       // Each store races its own creation against the others, and many calls race inside each store.
       await Promise.all(stores.flatMap((s, i) => Array.from({ length: 5 }, (_, j) => s.set(`s${i}-${j}`, sessionData()))))
@@ -234,14 +239,7 @@ describe('table creation', () => {
     for (let round = 0; round < 60; round++) {
       const schema = uniqueName('schema')
       const table = uniqueName('raced')
-      const stores = Array.from({ length: 6 }, () => new PGStore({
-        conString: DATABASE_URL,
-        schemaName: schema,
-        tableName: table,
-        columns: { session_id: 'id', session_data: 'data', expire: 'expires_at' },
-        createTableIfMissing: true,
-        pruneSessionInterval: false,
-      }))
+      const stores = Array.from({ length: 6 }, () => creatingStore(schema, table))
       try {
         await Promise.all(stores.map((s, i) => s.set(`s${i}`, sessionData())))
         assert.equal(await stores[0].length(), 6)
