@@ -96,8 +96,11 @@ async fn inspect(
   let mut columns = column_types(&table, &primary).await?;
   if columns.is_none() && wants.create {
     match primary.batch(&table.create_table_sql()).await {
-      // Another process created it between our look and our CREATE.
-      Err(StoreError::Db { sqlstate, .. }) if sqlstate == "23505" || sqlstate == "42P07" => {}
+      // Another process created it between our look and our CREATE: IF NOT EXISTS does not cover
+      // a concurrent creation, which fails on the catalog (23505), the name (42P07) or the table's
+      // row type (42710).
+      Err(StoreError::Db { sqlstate, .. })
+        if matches!(sqlstate.as_str(), "23505" | "42P07" | "42710") => {}
       other => other?,
     }
     columns = column_types(&table, &primary).await?;
