@@ -322,8 +322,9 @@ module.exports = function storeClass (Store, NativeStore) {
       let expireAt = 0
       return this.#fast(cb, (id) => {
         checkSid(sid)
+        if (!this.#disableTouch) expireAt = this.#expireAt(sess)
         // A closed store answers every call with its error, skipped or not.
-        if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt = this.#expireAt(sess)))) {
+        if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt))) {
           // Nothing to send: answer as if the native call had.
           calls.deliver([id, null])
           return

@@ -221,13 +221,11 @@ async fn write_batch(
           users.push(user_id.as_deref());
         }
       }
-      let with_user: Params = &[&sids, &jsons, &expire_ats, &users];
-      let params = if st.has_user {
-        with_user
-      } else {
-        &with_user[..3]
-      };
-      engine.primary.run(&st.set_batch, params).await?;
+      let params: Params = &[&sids, &jsons, &expire_ats, &users];
+      engine
+        .primary
+        .run(&st.set_batch, set_params(st, params))
+        .await?;
       Ok(done())
     }
     Kind::Touch => {
@@ -264,6 +262,15 @@ async fn write_batch(
       Ok(done())
     }
     Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
+  }
+}
+
+/// A set's parameters as its statement takes them: the owner (the last) only with `columns.user_id`.
+fn set_params<'a>(st: &Statements, params: Params<'a>) -> Params<'a> {
+  if st.has_user {
+    params
+  } else {
+    &params[..3]
   }
 }
 
@@ -312,15 +319,10 @@ async fn write_single(
       expire_at,
       user_id,
     } => {
-      let with_user: Params = &[&sid, session_json, expire_at, user_id];
-      let params = if st.has_user {
-        with_user
-      } else {
-        &with_user[..3]
-      };
+      let params: Params = &[&sid, session_json, expire_at, user_id];
       engine
         .primary
-        .run(pick(&st.set_one, &st.set), params)
+        .run(pick(&st.set_one, &st.set), set_params(st, params))
         .await?;
       Ok(Outcome::Done)
     }

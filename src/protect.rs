@@ -141,8 +141,15 @@ fn derive(secret: &str) -> StoreResult<Key> {
   })
 }
 
+/// Lower-case hex, into one string (a hashed id is made on every call).
 fn hex(bytes: &[u8]) -> String {
-  bytes.iter().map(|b| format!("{b:02x}")).collect()
+  const DIGITS: &[u8; 16] = b"0123456789abcdef";
+  let mut out = String::with_capacity(bytes.len() * 2);
+  for b in bytes {
+    out.push(DIGITS[(b >> 4) as usize] as char);
+    out.push(DIGITS[(b & 0xf) as usize] as char);
+  }
+  out
 }
 
 struct Envelope {

@@ -437,6 +437,14 @@ impl Statements {
     };
     // A tombstone's expiry: the later of the session's own expiry and the guard's end (the
     // parameter), shifted back; kept below the floor whatever the session's expiry was.
+    // `guard_end` is the end of the guard, already shifted back; a row that is a tombstone already
+    // keeps the later of its two ends.
+    let tomb_expiry = |guard_end: &str| {
+      format!(
+        "least(CASE WHEN s.{exp} < {floor} THEN greatest(s.{exp}, {guard_end}) \
+         ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, {guard_end}) END, {floor} - interval '1 day')"
+      )
+    };
     let tomb = || {
       let user_null = t
         .user_id
@@ -444,10 +452,8 @@ impl Statements {
         .map(|u| format!(", {u} = NULL"))
         .unwrap_or_default();
       format!(
-        "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = least(\
-         CASE WHEN s.{exp} < {floor} THEN greatest(s.{exp}, EXCLUDED.{exp}) \
-         ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, EXCLUDED.{exp}) END, \
-         {floor} - interval '1 day'){user_null}",
+        "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = {}{user_null}",
+        tomb_expiry(&format!("EXCLUDED.{exp}"))
       )
     };
     let marker = format!("'{TOMBSTONE_DATA}'{cast}");
@@ -505,9 +511,8 @@ impl Statements {
         );
         let destroy = if tombstones {
           format!(
-            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = least(greatest(s.{exp}, {}) - {TOMBSTONE_SHIFT}, \
-             {floor} - interval '1 day'), {col} = NULL WHERE {of_user}",
-            expire.at("$4::float8")
+            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}, {col} = NULL WHERE {of_user}",
+            tomb_expiry(&format!("{} - {TOMBSTONE_SHIFT}", expire.at("$4::float8")))
           )
         } else {
           format!("DELETE FROM {table} AS s WHERE {of_user} AND $4::float8 IS NOT NULL")
