@@ -27,6 +27,11 @@ export declare class NativeStore {
    * With tombstones the row stays as one, so no late write brings the id back.
    */
   startDestroy(id: number, sid: string, nowMs: number): void
+  /**
+   * Sends the calls started since the last flush: the JS shim calls it once per turn of the
+   * event loop (setImmediate), so one wake-up of the worker carries them all.
+   */
+  flush(): void
   /** Starts deleting every session, after every call made before it: `deliver` receives null. */
   startClear(id: number): void
   /** Every live session with its id. */

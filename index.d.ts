@@ -99,9 +99,9 @@ declare namespace expressPgSession {
     /** Make `touch` a no-op. Default false. */
     disableTouch?: boolean
     /**
-     * Skip a touch while the expiry this store last wrote for the session is less than this many
-     * seconds behind the touch's (and not later than it); 0 writes every touch. Default: 1 % of
-     * the session's remaining lifetime, at most 60 seconds.
+     * Skip a touch, and let a set keep the stored expiry, while the expiry this store last wrote
+     * for the session is less than this many seconds behind the new one (and not later than it);
+     * 0 writes every expiry. Default: 1 % of the session's remaining lifetime, at most 60 seconds.
      */
     touchAfter?: number
     /** Seconds between prunes of expired sessions, or false. Default 60. */

@@ -307,6 +307,37 @@ describe('expiry', () => {
     }
   })
 
+  test('a set keeps the stored expiry while it lags the new one by less than the touch bound (an update PostgreSQL can make in place)', async () => {
+    const table = uniqueName('setlag')
+    const store = makeStore({ tableName: table })
+    const eager = makeStore({ tableName: table, touchAfter: 0 })
+    const at = (ms, n) => ({ n, cookie: { expires: new Date(ms).toISOString() } })
+    const data = (sid) => withClient(async (c) => (await c.query(`SELECT sess FROM "${table}" WHERE sid = $1`, [sid])).rows[0].sess)
+    try {
+      const written = Date.now() + HOUR
+      await store.set('s', at(written, 1))
+      await store.set('s', at(written + 10000, 2))
+      assert.equal(await expireMs(table, 's'), written, 'a set 10 s later than the stored expiry moved it')
+      assert.equal((await data('s')).n, 2, 'the data was not written')
+      // The expiry kept is the one written, not the one asked last: the lag never adds up.
+      await store.set('s', at(written + 30000, 3))
+      assert.equal(await expireMs(table, 's'), written)
+      await store.touch('s', at(written + 40000, 3))
+      assert.equal(await expireMs(table, 's'), written + 40000, 'a touch 40 s behind the kept expiry was not written')
+      await store.set('s', at(written + 80000, 4))
+      assert.equal(await expireMs(table, 's'), written + 80000, 'a set 40 s later was not written')
+      await store.set('s', at(written + 70000, 5))
+      assert.equal(await expireMs(table, 's'), written + 70000, 'a set to an earlier expiry was not written')
+      // touchAfter: 0 writes every set's expiry.
+      await eager.set('e', at(written, 1))
+      await eager.set('e', at(written + 1, 2))
+      assert.equal(await expireMs(table, 'e'), written + 1)
+    } finally {
+      await store.close()
+      await eager.close()
+    }
+  })
+
   test('touchAfter skips a touch while the expiry this store wrote is less than that far behind', async () => {
     const table = uniqueName('touchafter')
     const store = makeStore({ tableName: table, touchAfter: 3600 })

@@ -7,7 +7,8 @@
 // libuv's helpers, tokio-rt-worker = the addon's worker), of PostgreSQL's processes, of Redis and of
 // the load generator, WAL bytes and HOT updates per request, and the statements PostgreSQL spent its
 // time on. Env: PERF=1 records `perf record -e cpu-clock --per-thread` of the app into
-// bench/results/partial/; STRACE=1 writes `strace -c -f` of the app there; SCHEMA=brin|ff50 changes
+// bench/results/partial/; STRACE=1 writes `strace -c -f` of the app there; CPUPROF=1 writes
+// the JS thread's V8 profile (.cpuprofile) there; SCHEMA=brin|ff50 changes
 // the table's expire index / fillfactor before the run. Numbers of one run only: compare
 // contenders side by side with run.js.
 
@@ -71,7 +72,7 @@ async function main () {
       if (redis.skip) throw new Error(redis.skip)
     }
     child = fork(path.join(__dirname, 'express-app.js'), [JSON.stringify({ kind, url, table, redisUrl: redis && redis.url, sessions: 1000, secret: 's' })],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.env.CPUPROF ? ['--cpu-prof', `--cpu-prof-dir=${OUT}`] : [] })
     const { port } = await new Promise((resolve) => child.once('message', resolve))
     const cookies = Array.from({ length: 1000 }, (_, i) => 'connect.sid=' + encodeURIComponent('s:' + signature.sign(sid(i), 's')))
     let next = 0
@@ -118,7 +119,8 @@ async function main () {
       rows, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query FROM pg_stat_statements WHERE calls > 10 ORDER BY total_exec_time DESC LIMIT 8`)
     console.table(top.rows)
   } finally {
-    if (child) child.kill()
+    // Asked to exit, the app writes its profile (CPUPROF); a kill would lose it.
+    if (child) await new Promise((resolve) => { child.once('exit', resolve); child.send('exit') })
     if (redis && redis.stop) await redis.stop()
     await server.destroy()
   }

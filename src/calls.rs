@@ -2,8 +2,10 @@
 //! and back. This file owns their order, their batching and their bounds.
 //!
 //! 1. `start_*` (store.rs) hands the call to `Calls::enqueue` on the JS thread, where it joins
-//!    its session's queue. A session's calls run one at a time, in the order they were made,
-//!    so a destroy after a set wins, a get after a set reads it, and the last of two sets stays.
+//!    its session's queue; JS calls `flush` once per turn of its event loop (lib/store.js), so
+//!    the calls of one turn wake the worker once. A session's calls run one at a time, in the
+//!    order they were made, so a destroy after a set wins, a get after a set reads it, and the
+//!    last of two sets stays.
 //! 2. A session whose next call can go waits in a list for its kind. A pump on the tokio worker
 //!    takes up to `BATCH_MAX` of them into one batch (one statement, one round trip). At most
 //!    `MAX_BATCHES` batches of a kind are in flight; the calls that arrive meanwhile gather for
@@ -250,13 +252,18 @@ impl Calls {
     Some(waiter)
   }
 
-  /// Adds to the state (on the JS thread); the first call of a tick schedules the pump, the
-  /// others ride along with it.
+  /// Adds to the state (on the JS thread). Nothing is sent until `flush`, which JS calls once
+  /// per turn of its event loop: the calls of one turn reach the worker with one wake-up.
   fn queue(self: &Arc<Self>, add: impl FnOnce(&mut State)) {
+    add(&mut self.lock());
+  }
+
+  /// Sends what the calls queued so far allow (on the JS thread): wakes the worker unless a
+  /// pump is already on its way, which takes them too.
+  pub fn flush(self: &Arc<Self>) {
     let wake = {
       let mut state = self.lock();
-      add(&mut state);
-      !std::mem::replace(&mut state.pump_scheduled, true)
+      !state.is_idle() && !std::mem::replace(&mut state.pump_scheduled, true)
     };
     if wake {
       spawn_from_js(self.clone().pump());

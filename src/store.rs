@@ -221,6 +221,13 @@ impl NativeStore {
     self.calls.enqueue(stored, work, self.relay.ticket(env, id));
   }
 
+  /// Sends the calls started since the last flush: the JS shim calls it once per turn of the
+  /// event loop (setImmediate), so one wake-up of the worker carries them all.
+  #[napi]
+  pub fn flush(&self) {
+    self.calls.flush();
+  }
+
   /// Starts deleting every session, after every call made before it: `deliver` receives null.
   #[napi]
   pub fn start_clear(&self, env: Env, id: i32) {
