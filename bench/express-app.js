@@ -2,9 +2,10 @@
 
 // An Express app with express-session on one store, in its own process. GET /read reads the
 // session (express-session then calls get + touch); GET /write changes it (get + set).
-// The parent drives it with autocannon; over IPC it answers { rss, cpu } so memory and CPU
-// are measured per app.
+// The parent drives it with autocannon; over IPC it answers { rss, cpu, busy } so memory, CPU
+// and how busy the JS thread was (event-loop utilization) are measured per app.
 
+const { performance } = require('node:perf_hooks')
 const express = require('express')
 const session = require('express-session')
 const { makeStore, sessionObject, sid } = require('./lib')
@@ -29,11 +30,16 @@ async function main () {
     process.send({ ready: true, port: server.address().port })
   })
   let cpu0 = process.cpuUsage()
+  let elu0 = performance.eventLoopUtilization()
   process.on('message', (msg) => {
-    if (msg === 'mark') cpu0 = process.cpuUsage()
+    if (msg === 'mark') {
+      cpu0 = process.cpuUsage()
+      elu0 = performance.eventLoopUtilization()
+    }
     if (msg === 'stats') {
       const cpu = process.cpuUsage(cpu0)
-      process.send({ rssMB: process.memoryUsage.rss() / 2 ** 20, cpuUs: cpu.user + cpu.system })
+      const busy = performance.eventLoopUtilization(elu0).utilization
+      process.send({ rssMB: process.memoryUsage.rss() / 2 ** 20, cpuUs: cpu.user + cpu.system, busy })
     }
     if (msg === 'exit') process.exit(0)
   })

@@ -5,8 +5,9 @@
 // `redis`), the app of bench/express-app.js, drives one route with autocannon (50 connections, 1000
 // sessions), then prints CPU per request of each app thread (main = the JS thread, node = V8's and
 // libuv's helpers, tokio-rt-worker = the addon's worker), of PostgreSQL's processes, of Redis and of
-// the load generator, WAL bytes and HOT updates per request, and the statements PostgreSQL spent its
-// time on. Env: PERF=1 records `perf record -e cpu-clock --per-thread` of the app into
+// the load generator; how busy the JS thread was (event-loop utilization: below 1, every request was
+// waiting on the store while the JS thread idled); WAL bytes and HOT updates per request, and the
+// statements PostgreSQL spent its time on. Env: PERF=1 records `perf record -e cpu-clock --per-thread` of the app into
 // bench/results/partial/; STRACE=1 writes `strace -c -f` of the app there; CPUPROF=1 writes
 // the JS thread's V8 profile (.cpuprofile) there; SCHEMA=brin|ff50 changes
 // the table's expire index / fillfactor before the run. Numbers of one run only: compare
@@ -84,6 +85,7 @@ async function main () {
     }, (err, r) => (err ? reject(err) : resolve(r))))
     await drive(3)
     await sql(url, 'SELECT pg_stat_statements_reset()')
+    child.send('mark')
     const tableStats = `SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = '${table}'`
     const wal0 = (await sql(url, 'SELECT pg_current_wal_lsn() AS l')).rows[0].l
     const stats0 = (await sql(url, tableStats)).rows[0]
@@ -95,6 +97,7 @@ async function main () {
     if (process.env.STRACE) execSync(`timeout ${seconds - 1} strace -c -f -p ${child.pid} -o ${OUT}/strace-${kind}-${route}.txt > /dev/null 2>&1 &`)
     const r = await drive(seconds)
     const app1 = threadTimes(child.pid)
+    const { busy } = await new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
     const n = r.requests.total
     const perRequest = (us) => Number((us / n).toFixed(1))
     const threads = {}
@@ -108,6 +111,7 @@ async function main () {
       reqPerSec: r.requests.average,
       requests: n,
       appCpuUsPerRequestByThread: threads,
+      jsThreadBusy: Number(busy.toFixed(3)),
       postgresCpuUsPerRequest: perRequest(processTimes(/^postgres/) - pg0),
       redisCpuUsPerRequest: perRequest(processTimes(/redis-server/) - redis0),
       autocannonCpuUsPerRequest: perRequest(self.user + self.system),
