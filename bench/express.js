@@ -8,7 +8,7 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, alternateAll, sleep } = require('./lib')
+const { seedTable, sid, alternateAll, sleep, ask } = require('./lib')
 
 const SECRET = 'bench-secret'
 const SESSIONS = 1000
@@ -16,14 +16,13 @@ const SESSIONS = 1000
 function startApp (kind, url, table, redisUrl) {
   const child = fork(path.join(__dirname, 'express-app.js'),
     [JSON.stringify({ kind, url, table, redisUrl, sessions: SESSIONS, secret: SECRET })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const ask = (msg) => new Promise((resolve) => { child.once('message', resolve); child.send(msg) })
   return new Promise((resolve, reject) => {
     child.once('error', reject)
     child.once('exit', (code) => reject(new Error(`express app (${kind}) exited with ${code}`)))
     child.once('message', ({ port }) => resolve({
       port,
       mark: () => child.send('mark'),
-      stats: () => ask('stats'),
+      stats: () => ask(child, 'stats'),
       stop: () => new Promise((resolve) => { child.removeAllListeners('exit'); child.once('exit', resolve); child.send('exit') }),
     }))
   })

@@ -160,6 +160,9 @@ function alternateAll (kinds, rounds) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Sends `msg` to a forked child and resolves its next message (the app's 'stats', say). */
+const ask = (child, msg) => new Promise((resolve) => { child.once('message', resolve); child.send(msg) })
+
 /** True when `promise` settles (either way) within `ms`, false otherwise; it is left running. */
 async function settlesWithin (promise, ms) {
   let timer
@@ -171,4 +174,4 @@ async function settlesWithin (promise, ms) {
   }
 }
 
-module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, settlesWithin }
+module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

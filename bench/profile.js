@@ -7,9 +7,9 @@
 // libuv's helpers, tokio-rt-worker = the addon's worker), of PostgreSQL's processes, of Redis and of
 // the load generator; how busy the JS thread was (event-loop utilization: below 1, every request was
 // waiting on the store while the JS thread idled); WAL bytes and HOT updates per request, and the
-// statements PostgreSQL spent its time on. Env: PERF=1 records `perf record -e cpu-clock --per-thread` of the app into
-// bench/results/partial/; STRACE=1 writes `strace -c -f` of the app there; CPUPROF=1 writes
-// the JS thread's V8 profile (.cpuprofile) there; SCHEMA=brin|ff50 changes
+// statements PostgreSQL spent its time on. Env: PERF=1 records `perf record -e cpu-clock
+// --per-thread` of the app into bench/results/partial/; STRACE=1 writes `strace -c -f` of the app
+// there; CPUPROF=1 writes the JS thread's V8 profile (.cpuprofile) there; SCHEMA=brin|ff50 changes
 // the table's expire index / fillfactor before the run. Numbers of one run only: compare
 // contenders side by side with run.js.
 
@@ -18,7 +18,7 @@ const path = require('node:path')
 const { fork, execSync } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, sql } = require('./lib')
+const { seedTable, sid, sql, ask } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 
@@ -97,7 +97,7 @@ async function main () {
     if (process.env.STRACE) execSync(`timeout ${seconds - 1} strace -c -f -p ${child.pid} -o ${OUT}/strace-${kind}-${route}.txt > /dev/null 2>&1 &`)
     const r = await drive(seconds)
     const app1 = threadTimes(child.pid)
-    const { busy } = await new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
+    const { busy } = await ask(child, 'stats')
     const n = r.requests.total
     const perRequest = (us) => Number((us / n).toFixed(1))
     const threads = {}
