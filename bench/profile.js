@@ -10,8 +10,9 @@
 // statements PostgreSQL spent its time on. Env: PERF=1 records `perf record -e cpu-clock
 // --per-thread` of the app into bench/results/partial/; STRACE=1 writes `strace -c -f` of the app
 // there; CPUPROF=1 writes the JS thread's V8 profile (.cpuprofile) there; SCHEMA=brin|ff50 changes
-// the table's expire index / fillfactor before the run. Numbers of one run only: compare
-// contenders side by side with run.js.
+// the table's expire index / fillfactor before the run; PIN=1 runs the app alone on CPU 0 and
+// everything else (databases, load generator) on CPU 1 (Linux `taskset`), as if the database had its
+// own host. Numbers of one run only: compare contenders side by side with run.js.
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -56,8 +57,19 @@ function processTimes (pattern) {
   return total
 }
 
+/** Moves every thread of `pid` to one CPU. */
+function pin (pid, cpu) {
+  try {
+    execSync(`taskset -a -c -p ${cpu} ${pid}`, { stdio: 'ignore' })
+  } catch (err) {
+    throw new Error(`PIN=1 needs taskset (util-linux) and at least 2 CPUs: ${/** @type {Error} */ (err).message}`)
+  }
+}
+
 async function main () {
   fs.mkdirSync(OUT, { recursive: true })
+  // Set before anything starts, so the database, Redis and the app inherit CPU 1 (the app is moved).
+  if (process.env.PIN) pin(process.pid, 1)
   const server = await startServer({ postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] })
   let redis = null
   let child = null
@@ -75,6 +87,7 @@ async function main () {
     child = fork(path.join(__dirname, 'express-app.js'), [JSON.stringify({ kind, url, table, redisUrl: redis && redis.url, sessions: 1000, secret: 's' })],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.env.CPUPROF ? ['--cpu-prof', `--cpu-prof-dir=${OUT}`] : [] })
     const { port } = await new Promise((resolve) => child.once('message', resolve))
+    if (process.env.PIN) pin(/** @type {number} */ (child.pid), 0)
     const cookies = Array.from({ length: 1000 }, (_, i) => 'connect.sid=' + encodeURIComponent('s:' + signature.sign(sid(i), 's')))
     let next = 0
     const drive = (s) => new Promise((resolve, reject) => autocannon({
