@@ -39,9 +39,15 @@ function fromNative (err) {
   return coded
 }
 
-/** @param {string} option @param {string} expected */
-function badOption (option, expected) {
-  return codedError('ERR_PG_SESSION_INVALID_OPTION', `express-pg-session: option \`${option}\` must be ${expected}`, TypeError)
+/**
+ * A bad option: a TypeError (wrong type), or a RangeError (pass it as `Kind`) for a value out of
+ * range. `got`, when given, is what was passed, already described (see lib/options.js `describe`).
+ * @param {string} option @param {string} expected
+ * @param {{ got?: string, Kind?: ErrorConstructor }} [detail]
+ */
+function badOption (option, expected, { got, Kind = TypeError } = {}) {
+  const tail = got === undefined ? '' : `, got ${got}`
+  return codedError('ERR_PG_SESSION_INVALID_OPTION', `express-pg-session: option \`${option}\` must be ${expected}${tail}`, Kind)
 }
 
 module.exports = { codedError, fromNative, badOption }

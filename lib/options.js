@@ -13,6 +13,63 @@ const KNOWN_OPTIONS = [
   'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
   'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds',
 ]
+/** setTimeout's longest delay, 2^31-1 ms (about 24.8 days): a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** The longest `ttl`: 100 years (of 365.25 days), far below the year 2899 tombstones rely on. */
+const MAX_TTL_SECONDS = 100 * 365.25 * 86400
+/**
+ * Every numeric option's range. `integer`: whole numbers only; `unit`: what the number counts;
+ * `note`: what a special value means; `text`: a decimal string is taken too (pg takes the port
+ * as text, PGPORT is one). The pg config keys (`conObject`, `pool.options`, …) read null and
+ * false as "not set", as pg does (its defaults are `statement_timeout: false`, …).
+ * @type {Record<string, { min: number, max: number, integer?: boolean, unit?: string, note?: string, text?: boolean }>}
+ */
+const RANGES = {
+  max: { min: 1, max: 10000, integer: true },
+  port: { min: 1, max: 65535, integer: true, text: true },
+  connectionTimeoutMillis: { min: 0, max: MAX_TIMER_MS, integer: true, unit: 'milliseconds', note: '0: the default, 5000' },
+  query_timeout: { min: 0, max: MAX_TIMER_MS, integer: true, unit: 'milliseconds', note: '0: the default, 10000' },
+  idleTimeoutMillis: { min: 0, max: MAX_TIMER_MS, integer: true, unit: 'milliseconds', note: '0 keeps idle connections' },
+  statement_timeout: { min: 0, max: MAX_TIMER_MS, integer: true, unit: 'milliseconds', note: '0: none' },
+  queryTimeout: { min: 1, max: MAX_TIMER_MS, integer: true, unit: 'milliseconds' },
+  pruneBatchSize: { min: 1, max: 1000000, integer: true },
+  ttl: { min: 0, max: MAX_TTL_SECONDS, unit: 'seconds', note: '100 years' },
+  touchAfter: { min: 0, max: MAX_TIMER_MS / 1000, unit: 'seconds', note: 'about 24.8 days' },
+  pruneSessionInterval: { min: 0, max: MAX_TIMER_MS / 1000, unit: 'seconds', note: 'about 24.8 days; 0: the default, 60' },
+}
+
+/**
+ * What was passed, for an error message (a string is shortened, and other things named by type).
+ * @param {unknown} value
+ */
+function describe (value) {
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value)
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
+  if (value === null) return 'null'
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`
+}
+
+/**
+ * Checks a numeric option against its range in RANGES: a TypeError when it is no number, a
+ * RangeError when it is out of range (NaN, ±Infinity, a fraction where an integer is needed).
+ * @param {unknown} value undefined: not set
+ * @param {string} name the option's name as the message shows it (`conObject.max`)
+ * @param {string} [key] its entry in RANGES; default `name`
+ * @returns {number | undefined}
+ */
+function numberOption (value, name, key = name) {
+  if (value === undefined) return undefined
+  const range = RANGES[key]
+  const what = range.integer ? `an integer${range.unit ? ` number of ${range.unit}` : ''}` : `a number of ${range.unit}`
+  const expected = `${what} from ${range.min} to ${range.max}${range.note ? ` (${range.note})` : ''}`
+  const n = range.text && typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
+  if (typeof n !== 'number') throw badOption(name, expected, { got: describe(value) })
+  if (!(range.integer ? Number.isInteger(n) : Number.isFinite(n)) || n < range.min || n > range.max) {
+    throw badOption(name, expected, { got: describe(value), Kind: RangeError })
+  }
+  return n
+}
+
 /** Unknown option names already warned about: once per name and process. */
 const warned = new Set()
 
@@ -97,11 +154,10 @@ function connectionFrom (config, option) {
   if (config.password !== undefined && typeof config.password !== 'string') {
     throw badOption(`${option}.password`, 'a string (password functions are not supported)')
   }
-  const port = config.port === undefined || config.port === null ? undefined : Number(config.port)
-  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
-    throw badOption(`${option}.port`, 'a port number')
-  }
-  const statementTimeout = typeof config.statement_timeout === 'number' ? config.statement_timeout : undefined
+  // null and false are pg's "not set".
+  const pgNumber = (/** @type {string} */ key) => config[key] === null || config[key] === false ? undefined : numberOption(config[key], `${option}.${key}`, key)
+  const port = pgNumber('port')
+  const statementTimeout = pgNumber('statement_timeout')
   return {
     connection: {
       connectionString: config.connectionString,
@@ -114,10 +170,10 @@ function connectionFrom (config, option) {
       statementTimeout,
       ssl: tlsFrom(config.ssl),
     },
-    max: typeof config.max === 'number' ? config.max : undefined,
-    connectionTimeoutMillis: typeof config.connectionTimeoutMillis === 'number' ? config.connectionTimeoutMillis : undefined,
-    queryTimeout: typeof config.query_timeout === 'number' ? config.query_timeout : undefined,
-    idleTimeoutMillis: typeof config.idleTimeoutMillis === 'number' ? config.idleTimeoutMillis : undefined,
+    max: pgNumber('max'),
+    connectionTimeoutMillis: pgNumber('connectionTimeoutMillis'),
+    queryTimeout: pgNumber('query_timeout'),
+    idleTimeoutMillis: pgNumber('idleTimeoutMillis'),
   }
 }
 
@@ -203,15 +259,10 @@ function validate (options) {
     throw badOption('userId', 'used with `columns.user_id` (the column it fills)')
   }
   checkType(options, 'conString', 'string')
-  const millis = options.queryTimeout
-  if (millis !== undefined && !(Number.isInteger(millis) && millis > 0)) throw badOption('queryTimeout', 'a positive number of milliseconds')
-  const seconds = (/** @type {string} */ name) => {
-    const v = options[name]
-    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw badOption(name, 'a number of seconds, 0 or more')
-  }
-  if (typeof options.ttl !== 'function') seconds('ttl')
-  seconds('touchAfter')
-  if (options.pruneSessionInterval !== false) seconds('pruneSessionInterval')
+  numberOption(options.queryTimeout, 'queryTimeout')
+  if (typeof options.ttl !== 'function') numberOption(options.ttl, 'ttl')
+  numberOption(options.touchAfter, 'touchAfter')
+  if (options.pruneSessionInterval !== false) numberOption(options.pruneSessionInterval, 'pruneSessionInterval')
   const randomized = options.pruneSessionRandomizedInterval
   if (randomized !== undefined && randomized !== false && typeof randomized !== 'function') {
     throw badOption('pruneSessionRandomizedInterval', 'false or a function (delay) => delay')
@@ -221,8 +272,7 @@ function validate (options) {
     throw badOption('serializer', 'an object with stringify and parse functions')
   }
   if (options.replicas !== undefined && !Array.isArray(options.replicas)) throw badOption('replicas', 'an array of connection strings or pg config objects')
-  const batch = options.pruneBatchSize
-  if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) throw badOption('pruneBatchSize', 'a positive integer')
+  numberOption(options.pruneBatchSize, 'pruneBatchSize')
 }
 
-module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, protectionFrom, validate }
+module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, describe, MAX_TIMER_MS, MAX_TTL_SECONDS }

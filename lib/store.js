@@ -5,8 +5,8 @@
 // promises, timers, connection events). Every database call goes to the native store
 // (src/store.rs); get, set, touch, destroy and clear take the ordered fast path (lib/calls.js).
 
-const { codedError, fromNative } = require('./errors')
-const { connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, isObject } = require('./options')
+const { codedError, fromNative, badOption } = require('./errors')
+const { connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, isObject, describe, MAX_TIMER_MS, MAX_TTL_SECONDS } = require('./options')
 const { calls, settle, replier } = require('./calls')
 
 const ONE_DAY_SECONDS = 86400
@@ -158,10 +158,13 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @param {any} sess @returns {number} ms since the epoch */
     #expireAt (sess) {
       if (this.#ttl !== undefined) {
-        const ttl = typeof this.#ttl === 'function' ? this.#ttl(sess) : this.#ttl
-        if (typeof ttl !== 'number' || !Number.isFinite(ttl)) {
-          throw codedError('ERR_PG_SESSION_INVALID_OPTION', 'express-pg-session: the `ttl` function must return a number of seconds', TypeError)
-        }
+        if (typeof this.#ttl === 'number') return Date.now() + this.#ttl * 1000
+        const ttl = this.#ttl(sess)
+        // Within 100 years either way (a negative one stores an expired session): the expiry must
+        // stay far inside what the table holds, and after the year 1900 that marks tombstones.
+        const expected = `a function returning a number of seconds from ${-MAX_TTL_SECONDS} to ${MAX_TTL_SECONDS} (100 years)`
+        if (typeof ttl !== 'number') throw badOption('ttl', expected, { got: describe(ttl) })
+        if (!(Number.isFinite(ttl) && Math.abs(ttl) <= MAX_TTL_SECONDS)) throw badOption('ttl', expected, { got: describe(ttl), Kind: RangeError })
         return Date.now() + ttl * 1000
       }
       let at
@@ -490,7 +493,11 @@ module.exports = function storeClass (Store, NativeStore) {
 
     #schedulePrune () {
       if (this.#pruneIntervalMs === false || this.#closed || this.#pruneTimer) return
-      const delay = this.#randomizePrune ? this.#randomizePrune(this.#pruneIntervalMs) : this.#pruneIntervalMs
+      let delay = this.#randomizePrune ? this.#randomizePrune(this.#pruneIntervalMs) : this.#pruneIntervalMs
+      // setTimeout fires after 1 ms for a delay it cannot hold (NaN, past 2^31-1 ms, as 150 % of
+      // a long interval is): that would prune every millisecond.
+      if (!(delay >= 0)) delay = this.#pruneIntervalMs
+      delay = Math.min(delay, MAX_TIMER_MS)
       this.#pruneTimer = setTimeout(() => {
         this.#pruneTimer = undefined
         this.pruneSessions()
