@@ -19,9 +19,15 @@ export declare class NativeStore {
   /** Starts a `get`: `deliver` receives the stored JSON text of the live session, or null. */
   startGet(id: number, sid: string, nowMs: number): void
   /** Starts an upsert of one session: `deliver` receives null once it is stored. */
-  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number, userId?: string | undefined | null): void
+  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number, userId: string | undefined | null, nowMs: number): void
   /** Starts moving a session's expiry: `deliver` receives true when the session exists. */
   startTouch(id: number, sid: string, expireAtMs: number): void
+  /**
+   * A touch the shim skips (within the touch bound): true when it is queued behind the
+   * session's pending calls and `deliver` will answer it after them; false when none are
+   * pending, and the shim answers it itself.
+   */
+  startSkippedTouch(id: number, sid: string): boolean
   /**
    * Starts destroying a session (a missing one is not an error): `deliver` receives null.
    * With tombstones the row stays as one, so no late write brings the id back.
@@ -58,8 +64,9 @@ export declare class NativeStore {
   /** One round trip to the primary: resolves once the database answers. */
   ping(): Promise<void>
   /**
-   * Refuses new calls, lets calls in flight finish (up to connectionTimeoutMillis), answers
-   * every call still pending with ERR_PG_SESSION_CLOSED, then closes every connection.
+   * Refuses new calls, lets calls in flight finish (up to connectionTimeoutMillis), ends the
+   * backends of writes still in flight, answers every call still pending with
+   * ERR_PG_SESSION_CLOSED, then closes every connection.
    * Calling it again does nothing.
    */
   close(): Promise<void>

@@ -5,6 +5,11 @@
 // call in flight, the native answers turned back into each caller's callback or promise.
 
 const { fromNative } = require('./errors')
+const { nextTick, afterTurn } = require('./timers')
+
+// Answers delivered per turn of the event loop at most: 100k answers at once would block it for
+// a second; the rest follow on the next turns, in order.
+const DELIVER_SLICE = 8192
 
 /**
  * Callback or promise: with a callback it is called once, on a later tick; without one the
@@ -16,7 +21,7 @@ const { fromNative } = require('./errors')
  */
 function settle (promise, cb) {
   if (typeof cb === 'function') {
-    promise.then((value) => process.nextTick(cb, null, value), (err) => process.nextTick(cb, err))
+    promise.then((value) => nextTick(cb, null, value), (err) => nextTick(cb, err))
     return undefined
   }
   promise.catch(() => {})
@@ -36,6 +41,9 @@ class CallTable {
     this.lastId = 0
     /** @type {Map<number, (err: Error | null, value?: any) => void>} */
     this.inFlight = new Map()
+    /** @type {any[][]} answers not yet delivered, oldest first */
+    this.backlog = []
+    this.backlogAt = 0
   }
 
   /**
@@ -65,7 +73,32 @@ class CallTable {
    * @param {any[]} answers
    */
   deliver (answers) {
-    for (let i = 0; i < answers.length; i += 2) {
+    if (this.backlog.length > 0 || answers.length > DELIVER_SLICE * 2) {
+      this.backlog.push(answers)
+      if (this.backlog.length === 1) this.drain()
+      return
+    }
+    this.settle(answers, 0, answers.length)
+  }
+
+  /** Delivers one slice of the backlog, then the rest on later turns. */
+  drain () {
+    const answers = this.backlog[0]
+    const end = Math.min(answers.length, this.backlogAt + DELIVER_SLICE * 2)
+    const from = this.backlogAt
+    if (end >= answers.length) {
+      this.backlog.shift()
+      this.backlogAt = 0
+    } else {
+      this.backlogAt = end
+    }
+    if (this.backlog.length > 0) afterTurn(() => this.drain())
+    this.settle(answers, from, end)
+  }
+
+  /** @param {any[]} answers @param {number} from @param {number} end */
+  settle (answers, from, end) {
+    for (let i = from; i < end; i += 2) {
       const failed = answers[i] < 0
       const id = failed ? -answers[i] : answers[i]
       const finish = this.inFlight.get(id)
@@ -75,7 +108,7 @@ class CallTable {
         if (failed) finish(fromNative(new Error(answers[i + 1])))
         else finish(null, answers[i + 1])
       } catch (err) {
-        process.nextTick(() => { throw err })
+        nextTick(() => { throw err })
       }
     }
   }
@@ -89,7 +122,7 @@ class CallTable {
  */
 function replier (cb) {
   if (typeof cb === 'function') {
-    return { reply: (err, value) => process.nextTick(/** @type {Function} */ (cb), err, value), promise: undefined }
+    return { reply: (err, value) => nextTick(/** @type {Function} */ (cb), err, value), promise: undefined }
   }
   /** @type {(err: Error | null, value?: any) => void} */
   let reply = () => {}

@@ -8,6 +8,7 @@
 const { codedError, fromNative, badOption } = require('./errors')
 const { connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, isObject, describe, MAX_TIMER_MS, MAX_TTL_SECONDS } = require('./options')
 const { calls, settle, replier } = require('./calls')
+const { setTimeout, clearTimeout, afterTurn } = require('./timers')
 
 const ONE_DAY_SECONDS = 86400
 const DEFAULT_PRUNE_INTERVAL_SECONDS = 60
@@ -18,6 +19,10 @@ const TOUCH_MEMORY_LIMIT = 100000
 // lifetime (36 s of an hour, 0.6 s of a minute).
 const DEFAULT_TOUCH_LAG_MAX_MS = 60000
 const DEFAULT_TOUCH_LAG_SHARE = 0.01
+// Whatever `touchAfter` says, the stored expiry never lags the new one by half the session's
+// remaining lifetime: a session used more often than that never expires (touchAfter ≥ maxAge
+// would otherwise log active users out).
+const TOUCH_LAG_SHARE_LIMIT = 0.5
 // With the `u` flag a surrogate only matches when unpaired; NUL is the one control character
 // PostgreSQL text cannot hold.
 // oxlint-disable-next-line no-control-regex
@@ -45,10 +50,14 @@ function checkSid (sid) {
   }
 }
 
-/** @param {unknown} userId */
-function userText (userId) {
-  if ((typeof userId === 'string' && userId !== '') || typeof userId === 'number' || typeof userId === 'bigint') return String(userId)
-  throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the user id must be a non-empty string or a number', TypeError)
+/**
+ * A user id as the owner column holds it: one rule for what a set stores and what
+ * listUserSessions / destroyUserSessions take.
+ * @param {unknown} userId @param {string} [where]
+ */
+function userText (userId, where = 'the user id') {
+  if ((typeof userId === 'string' && userId !== '') || (typeof userId === 'number' && Number.isFinite(userId)) || typeof userId === 'bigint') return String(userId)
+  throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: ${where} must be a non-empty string, a finite number or a bigint, got ${userId === '' ? 'an empty string' : typeof userId}`, TypeError)
 }
 
 /**
@@ -66,6 +75,7 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @type {number | undefined} the fixed bound of `touchAfter`; undefined: the default bound */ #touchAfterMs
     /** @type {Map<string, number>} sid → the expiry (ms) this store last wrote, acknowledged */ #lastWrite = new Map()
     /** @type {boolean} a flush of the native calls is queued for this turn */ #flushQueued = false
+    /** @type {boolean} the JSON serializer: what it writes can be checked cheaply */ #jsonSerializer
     #flush = () => {
       this.#flushQueued = false
       this.#native.flush()
@@ -108,6 +118,7 @@ module.exports = function storeClass (Store, NativeStore) {
       }
       this.#errorLog = options.errorLog || console.error.bind(console)
       this.#serializer = options.serializer || JSON
+      this.#jsonSerializer = this.#serializer === JSON
       this.#ttl = options.ttl
       this.#disableTouch = !!options.disableTouch
       this.#touchAfterMs = options.touchAfter === undefined ? undefined : options.touchAfter * 1000
@@ -148,6 +159,7 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {any} err
      */
     #observe (err) {
+      // Only an answer from the server is evidence of a connection (a skipped touch is not).
       if (!err) {
         if (!this.#connected) this.#markConnected()
       } else if (CONNECTION_CODES.has(err.code)) {
@@ -180,8 +192,8 @@ module.exports = function storeClass (Store, NativeStore) {
 
     /** @param {any} sess */
     #stringify (sess) {
-      if (typeof sess !== 'object' || sess === null) {
-        throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the session must be an object', TypeError)
+      if (typeof sess !== 'object' || sess === null || Array.isArray(sess)) {
+        throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the session must be an object (not an array)', TypeError)
       }
       let text
       try {
@@ -191,6 +203,10 @@ module.exports = function storeClass (Store, NativeStore) {
       }
       if (typeof text !== 'string') {
         throw codedError('ERR_PG_SESSION_SERIALIZE', 'express-pg-session: the serializer did not return a string', TypeError)
+      }
+      // A toJSON that returns a string or an array would be stored and read back as no session.
+      if (this.#jsonSerializer && text.charCodeAt(0) !== 123 /* { */) {
+        throw codedError('ERR_PG_SESSION_SERIALIZE', 'express-pg-session: the session did not serialize to a JSON object (does it have a toJSON method?)', TypeError)
       }
       return text
     }
@@ -215,8 +231,7 @@ module.exports = function storeClass (Store, NativeStore) {
       if (!this.#userId) return null
       const user = this.#userId(sess)
       if (user === null || user === undefined) return null
-      if (typeof user === 'string' || typeof user === 'number' || typeof user === 'bigint') return String(user)
-      throw codedError('ERR_PG_SESSION_INVALID_ARG', `express-pg-session: the user id for \`columns.user_id\` must be a string or a number, got ${typeof user}; pass \`userId: (sess) => …\` returning the user's id`, TypeError)
+      return userText(user, 'the user id for `columns.user_id` (from `userId(sess)`, by default session.passport.user)')
     }
 
     /**
@@ -228,9 +243,10 @@ module.exports = function storeClass (Store, NativeStore) {
     #touchCanWait (sid, expireAt) {
       const written = this.#lastWrite.get(sid)
       if (written === undefined || expireAt < written) return false
+      const remaining = expireAt - Date.now()
       const bound = this.#touchAfterMs !== undefined
-        ? this.#touchAfterMs
-        : Math.min(DEFAULT_TOUCH_LAG_MAX_MS, (expireAt - Date.now()) * DEFAULT_TOUCH_LAG_SHARE)
+        ? Math.min(this.#touchAfterMs, remaining * TOUCH_LAG_SHARE_LIMIT)
+        : Math.min(DEFAULT_TOUCH_LAG_MAX_MS, remaining * DEFAULT_TOUCH_LAG_SHARE)
       return expireAt - written < bound
     }
 
@@ -246,14 +262,14 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
-     * Sends this turn's calls once the event loop has run its ready callbacks (setImmediate): the
-     * calls made by all the requests of one turn wake the native worker once and can share
-     * statements, instead of a wake-up for the first of each request.
+     * Sends this turn's calls once the event loop has run its ready callbacks (lib/timers.js,
+     * which an app's fake timers do not reach): the calls made by all the requests of one turn
+     * wake the native worker once and can share statements.
      */
     #flushSoon () {
       if (this.#flushQueued) return
       this.#flushQueued = true
-      setImmediate(this.#flush)
+      afterTurn(this.#flush)
     }
 
     /**
@@ -263,8 +279,9 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {unknown} cb
      * @param {(id: number) => void} send
      * @param {(value: any, reply: (err: Error | null, value?: any) => void) => void} then
+     * @param {() => boolean} [fromServer] false when the answer did not come from PostgreSQL
      */
-    #fast (cb, send, then) {
+    #fast (cb, send, then, fromServer) {
       this.#schedulePrune()
       const { reply, promise } = replier(cb)
       const finish = (/** @type {Error | null} */ err, /** @type {any} */ value) => {
@@ -273,7 +290,7 @@ module.exports = function storeClass (Store, NativeStore) {
           return reply(err)
         }
         try {
-          this.#observe(null)
+          if (!fromServer || fromServer()) this.#observe(null)
           then(value, reply)
         } catch (thrown) {
           reply(/** @type {Error} */ (thrown))
@@ -309,10 +326,10 @@ module.exports = function storeClass (Store, NativeStore) {
           return reply(null, null)
         }
         if (text === null || text === undefined) return reply(null, null)
+        // Unreadable data reads as no session. The row is left alone (connect-pg-simple destroys
+        // it, which could wipe a session written since): the next set overwrites it, prune ends it.
         const sess = this.#parse(text)
-        if (sess !== undefined && sess !== null) return reply(null, sess)
-        // Unreadable data: drop the row and start afresh, as connect-pg-simple does.
-        this.destroy(sid, (err) => reply(err || null, null))
+        reply(null, sess === undefined ? null : sess)
       })
     }
 
@@ -330,7 +347,7 @@ module.exports = function storeClass (Store, NativeStore) {
         // The expiry written before, unchanged within the touch bound: the row's indexed expiry
         // then stays the same and PostgreSQL can update the row in place (a HOT update).
         if (this.#touchCanWait(sid, expireAt)) expireAt = /** @type {number} */ (this.#lastWrite.get(sid))
-        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess))
+        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess), Date.now())
       }, (_, reply) => {
         this.#rememberWrite(sid, expireAt)
         reply(null)
@@ -344,20 +361,22 @@ module.exports = function storeClass (Store, NativeStore) {
      */
     touch (sid, sess, cb) {
       let expireAt = 0
+      let skipped = false
       return this.#fast(cb, (id) => {
         checkSid(sid)
         if (!this.#disableTouch) expireAt = this.#expireAt(sess)
         // A closed store answers every call with its error, skipped or not.
         if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt))) {
-          // Nothing to send: answer as if the native call had.
-          calls.deliver([id, null])
+          skipped = true
+          // Nothing to send: answered after the session's calls still pending, or now.
+          if (!this.#native.startSkippedTouch(id, sid)) calls.deliver([id, null])
           return
         }
         this.#native.startTouch(id, sid, expireAt)
       }, (found, reply) => {
-        if (found) this.#rememberWrite(sid, expireAt)
+        if (found && !skipped) this.#rememberWrite(sid, expireAt)
         reply(null)
-      })
+      }, () => !skipped)
     }
 
     /**
@@ -418,12 +437,13 @@ module.exports = function storeClass (Store, NativeStore) {
         if (options !== undefined && options !== null && !isObject(options)) {
           throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: the second argument of destroyUserSessions is { except: sid } or { sids: [...] }', TypeError)
         }
-        const { except = null, sids = null } = options || {}
+        const { except = null, sids } = options || {}
         if (except !== null) checkSid(except)
-        if (sids !== null && !(Array.isArray(sids) && sids.every((s) => typeof s === 'string'))) {
-          throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: `sids` must be an array of session ids as listUserSessions gives them', TypeError)
+        // Given, `sids` must list ids: a null there must not widen the call to every session.
+        if (sids !== undefined && !(Array.isArray(sids) && sids.every((s) => typeof s === 'string'))) {
+          throw codedError('ERR_PG_SESSION_INVALID_ARG', 'express-pg-session: `sids` must be an array of session ids as listUserSessions gives them (leave it out to destroy all of the user\'s sessions)', TypeError)
         }
-        return this.#native.destroyUserSessions(userText(userId), except, sids, Date.now())
+        return this.#native.destroyUserSessions(userText(userId), except, sids === undefined ? null : sids, Date.now())
       }), cb)
     }
 

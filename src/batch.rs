@@ -28,6 +28,24 @@ struct Report {
 }
 
 impl Report {
+  /// Frees the batch's slot while its sessions stay busy, so other sessions' batches can go.
+  fn free_slot(&mut self) {
+    if let Some(slot) = self.slot.take() {
+      self.calls.complete(Some(slot), Vec::new());
+    }
+  }
+
+  /// Reports a write that failed: when it may still be on its way to the server (given up on),
+  /// its sessions stay busy until it can no longer land, so no later call of theirs lands
+  /// before it. Its callers were answered at their deadline meanwhile.
+  async fn report_failed_write(mut self, finished: Finished, err: &StoreError) {
+    if err.is_connection_fault() {
+      self.free_slot();
+      self.calls.engine().primary.settled().await;
+    }
+    self.report(finished);
+  }
+
   fn report(mut self, finished: Finished) {
     let (calls, slot) = (self.calls.clone(), self.slot.take());
     self.sids.clear();
@@ -60,6 +78,9 @@ pub async fn send(calls: Arc<Calls>, batch: Batch) {
         clear: true,
       };
       let result = clear(calls.engine()).await;
+      if result.as_ref().is_err_and(StoreError::is_connection_fault) {
+        calls.engine().primary.settled().await;
+      }
       report.clear = false;
       calls.complete_clear(result);
     }
@@ -108,21 +129,25 @@ async fn gets(report: Report, items: Vec<Item>) {
     }
     Ok(st) => {
       let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
-      // The earliest caller's clock: a session live when any of these calls was made is
-      // returned (calls in one batch were made within a few milliseconds of each other).
+      // The statement filters by the earliest caller's clock; each get is then judged by its own
+      // (a get that waited must not revive another caller's session that expired since).
       let now = items.iter().map(now_of).fold(f64::INFINITY, f64::min);
       let params: Params = &[&sids, &now];
       match engine.primary.run(&st.get_many, params).await {
         Ok((rows, _)) => {
           // A NULL in the data column (a row written by hand) is no session.
-          let mut found: HashMap<String, String> = rows
+          let mut found: HashMap<String, (String, f64)> = rows
             .iter()
-            .filter_map(|r| Some((r.get(0), r.get::<_, Option<String>>(1)?)))
+            .filter_map(|r| Some((r.get(0), (r.get::<_, Option<String>>(1)?, r.get(2)))))
             .collect();
           items
             .into_iter()
             .map(|i| {
-              let outcome = opened(&engine, &i.sid, found.remove(&i.sid));
+              let live = found
+                .remove(&i.sid)
+                .filter(|(_, expires)| *expires >= now_of(&i))
+                .map(|(text, _)| text);
+              let outcome = opened(&engine, &i.sid, live);
               (i.sid, Ok(outcome))
             })
             .collect()
@@ -176,12 +201,21 @@ async fn writes(report: Report, kind: Kind, mut items: Vec<Item>) {
           clear: false,
         };
         tokio::spawn(async move {
-          let result = write_one(one.calls.engine(), &item).await;
-          one.report(vec![(item.sid, result)]);
+          match write_one(one.calls.engine(), &item).await {
+            Err(e) => {
+              one
+                .report_failed_write(vec![(item.sid, Err(e.clone()))], &e)
+                .await
+            }
+            ok => one.report(vec![(item.sid, ok)]),
+          }
         });
       }
     }
-    Err(e) => report.report(fail_all(items, &e)),
+    Err(e) => {
+      let finished = fail_all(items, &e);
+      report.report_failed_write(finished, &e).await
+    }
   }
 }
 
@@ -209,19 +243,23 @@ async fn write_batch(
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
       let mut users = Vec::with_capacity(items.len());
+      // The earliest clock of the batch: a tombstone's guard ends for all of them or later.
+      let mut now = f64::INFINITY;
       for item in items {
         if let Work::Set {
           session_json,
           expire_at,
           user_id,
+          now: set_now,
         } = &item.work
         {
           jsons.push(session_json.as_str());
           expire_ats.push(*expire_at);
           users.push(user_id.as_deref());
+          now = now.min(*set_now);
         }
       }
-      let params: Params = &[&sids, &jsons, &expire_ats, &users];
+      let params: Params = &[&sids, &jsons, &expire_ats, &now, &users];
       engine
         .primary
         .run(&st.set_batch, set_params(st, params))
@@ -270,7 +308,7 @@ fn set_params<'a>(st: &Statements, params: Params<'a>) -> Params<'a> {
   if st.has_user {
     params
   } else {
-    &params[..3]
+    &params[..4]
   }
 }
 
@@ -318,8 +356,9 @@ async fn write_single(
       session_json,
       expire_at,
       user_id,
+      now,
     } => {
-      let params: Params = &[&sid, session_json, expire_at, user_id];
+      let params: Params = &[&sid, session_json, expire_at, now, user_id];
       engine
         .primary
         .run(pick(&st.set_one, &st.set), set_params(st, params))
@@ -343,5 +382,7 @@ async fn write_single(
       Ok(Outcome::Done)
     }
     Work::Get { now } => Ok(opened(engine, sid, engine.get_one(st, sid, *now).await?)),
+    // Answered by `calls` before it could be sent.
+    Work::Skip => Ok(Outcome::Found(false)),
   }
 }

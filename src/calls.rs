@@ -60,6 +60,8 @@ pub enum Work {
     expire_at: f64,
     /// The owner, when `columns.user_id` is configured.
     user_id: Option<String>,
+    /// The caller's clock (seconds): a tombstone whose guard ended by then no longer holds.
+    now: f64,
   },
   Touch {
     expire_at: f64,
@@ -68,6 +70,9 @@ pub enum Work {
     /// Until when (seconds since the epoch) a tombstone keeps the id from coming back.
     until: f64,
   },
+  /// A touch JS decided to skip (within the touch bound): it sends nothing, and is answered
+  /// when the session's earlier calls are, so answers keep call order.
+  Skip,
 }
 
 impl Work {
@@ -77,6 +82,8 @@ impl Work {
       Work::Set { .. } => Kind::Set,
       Work::Touch { .. } => Kind::Touch,
       Work::Destroy { .. } => Kind::Destroy,
+      // Never sent: listed with touches only until `take` answers it.
+      Work::Skip => Kind::Touch,
     }
   }
 
@@ -86,6 +93,7 @@ impl Work {
       Work::Set { .. } => Op::Set,
       Work::Touch { .. } => Op::Touch,
       Work::Destroy { .. } => Op::Destroy,
+      Work::Skip => Op::Touch,
     }
   }
 
@@ -93,6 +101,8 @@ impl Work {
   /// run one after the other; hands it back when it must go on its own.
   fn absorb(&mut self, next: Work) -> Result<(), Work> {
     match (self, next) {
+      // A skipped touch rides on whatever goes before it.
+      (_, Work::Skip) => Ok(()),
       (Work::Get { .. }, Work::Get { .. }) => Ok(()),
       (Work::Destroy { until }, Work::Destroy { until: later }) => {
         *until = until.max(later);
@@ -223,6 +233,18 @@ impl Calls {
     }
   }
 
+  /// A skipped touch (on the JS thread): false when the session has no call pending, so JS
+  /// answers it at once; else it is queued and answered right after those calls.
+  pub fn enqueue_skip(self: &Arc<Self>, sid: String, ticket: impl FnOnce() -> Ticket) -> bool {
+    let state = self.lock();
+    if state.clear.is_none() && !state.sessions.contains_key(&sid) {
+      return false;
+    }
+    drop(state);
+    self.enqueue(sid, Work::Skip, ticket());
+    true
+  }
+
   /// Queues a clear (on the JS thread): it runs after every call made before it.
   pub fn enqueue_clear(self: &Arc<Self>, ticket: Ticket) {
     if let Some(waiter) = self.admit(Op::Clear, ticket) {
@@ -346,6 +368,7 @@ impl Calls {
       return Taken::Nothing;
     }
     self.expire_queued(session, now);
+    self.answer_skips(session);
     let Some(head) = session.queue.front() else {
       state.sessions.remove(&sid);
       return Taken::Nothing;
@@ -394,6 +417,7 @@ impl Calls {
         for waiter in session.in_flight.take().unwrap_or_default() {
           self.answer(waiter, &result);
         }
+        self.answer_skips(session);
         match session.queue.front() {
           None => {
             state.sessions.remove(&sid);
@@ -450,6 +474,9 @@ impl Calls {
       }
       let head_before = session.queue.front().map(|q| q.work.kind());
       self.expire_queued(session, now);
+      if session.in_flight.is_none() {
+        self.answer_skips(session);
+      }
       // An idle session whose first call expired is listed under its new first call's kind
       // (a stale entry elsewhere is skipped by `take`).
       let head_after = session.queue.front().map(|q| q.work.kind());
@@ -511,18 +538,32 @@ impl Calls {
     }
   }
 
+  /// Answers the skipped touches at the head of an idle session's queue: nothing goes before
+  /// them any more.
+  fn answer_skips(&self, session: &mut Session) {
+    while session
+      .queue
+      .front()
+      .is_some_and(|q| matches!(q.work, Work::Skip))
+    {
+      let skip = session.queue.pop_front().expect("a front");
+      self.answer(skip.waiter, &Ok(Outcome::Found(false)));
+    }
+  }
+
   /// True when no call is queued or in flight.
   pub fn is_idle(&self) -> bool {
     self.lock().is_idle()
   }
 
-  /// Answers every pending call with `err` (close).
-  pub fn settle_all(&self, err: &StoreError) {
+  /// Answers every pending call (close): `in_flight` for calls whose statement is out, `err`
+  /// for the others.
+  pub fn settle_all(&self, err: &StoreError, in_flight: &StoreError) {
     let mut state = self.lock();
     let sessions = std::mem::take(&mut state.sessions);
     for (_, session) in sessions {
       for waiter in session.in_flight.unwrap_or_default() {
-        self.answer(waiter, &Err(err.clone()));
+        self.answer(waiter, &Err(in_flight.clone()));
       }
       for q in session.queue {
         self.answer(q.waiter, &Err(err.clone()));
@@ -536,6 +577,7 @@ impl Calls {
       self.answer(waiter, &Err(err.clone()));
     }
     if let Some(clear) = state.clear.take() {
+      let err = if clear.running { in_flight } else { err };
       for waiter in clear.waiters {
         self.answer(waiter, &Err(err.clone()));
       }

@@ -75,7 +75,7 @@ pub struct Engine {
   /// Sealing of data and hashing of ids (`secret`, `hashSessionIds`).
   pub protect: Protect,
   pub primary: Arc<Target>,
-  pub replicas: Vec<Target>,
+  pub replicas: Vec<Arc<Target>>,
   next_replica: AtomicUsize,
   prune_batch: i64,
   /// connectionTimeoutMillis: the longest wait for a connection.
@@ -123,7 +123,7 @@ impl Engine {
     let replicas = options
       .replicas
       .iter()
-      .map(target)
+      .map(|c| target(c).map(Arc::new))
       .collect::<StoreResult<Vec<_>>>()?;
     Ok(Engine {
       table: Table::new(table, options.wants),
@@ -308,7 +308,7 @@ impl Engine {
     !self.replicas.is_empty()
   }
 
-  fn replica(&self) -> Option<&Target> {
+  fn replica(&self) -> Option<&Arc<Target>> {
     if self.replicas.is_empty() {
       return None;
     }

@@ -5,8 +5,10 @@ use std::fmt;
 /// Every failure the store reports. `code()` is the stable string JS branches on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
-  /// A call after `close()`.
+  /// A call after `close()`, or queued and not sent when it came.
   Closed,
+  /// A call whose statement was out when `close()` came.
+  ClosedInFlight,
   /// A malformed option (connection string, TLS material, identifier).
   InvalidOption(String),
   /// No connection could be opened (refused, unreachable, DNS).
@@ -52,7 +54,7 @@ impl StoreError {
 
   pub fn code(&self) -> &str {
     match self {
-      StoreError::Closed => "ERR_PG_SESSION_CLOSED",
+      StoreError::Closed | StoreError::ClosedInFlight => "ERR_PG_SESSION_CLOSED",
       StoreError::InvalidOption(_) => "ERR_PG_SESSION_INVALID_OPTION",
       StoreError::Connect(_) => "ERR_PG_SESSION_CONNECT",
       StoreError::Timeout(_) => "ERR_PG_SESSION_TIMEOUT",
@@ -106,6 +108,12 @@ impl fmt::Display for StoreError {
         f,
         "the session store is closed; create a new store to keep using sessions"
       ),
+      StoreError::ClosedInFlight => write!(
+        f,
+        "the session store was closed before PostgreSQL answered this call: it took effect \
+         before close() resolved or not at all (its backend was ended; behind a pooler with \
+         preparedStatements: false it may still take effect)"
+      ),
       StoreError::InvalidOption(m)
       | StoreError::Connect(m)
       | StoreError::Timeout(m)
@@ -124,9 +132,12 @@ impl From<tokio_postgres::Error> for StoreError {
     if let Some(db) = err.as_db_error() {
       let sqlstate = db.code().code().to_string();
       let mut message = format!("PostgreSQL: {}", without_value(&sqlstate, db.message()));
-      // A data error's detail quotes the value (a session id, a user id): it stays out.
-      if let Some(detail) = db.detail().filter(|_| !sqlstate.starts_with("22")) {
-        message.push_str(&format!(" ({detail})"));
+      // No DETAIL: it quotes values ("Failing row contains (<session id>, <data>…)", "Key
+      // (sid)=(…)"). The names it would help with are kept.
+      for (what, name) in [("column", db.column()), ("constraint", db.constraint())] {
+        if let Some(name) = name.filter(|n| !message.contains(&format!("\"{n}\""))) {
+          message.push_str(&format!(" ({what} \"{name}\")"));
+        }
       }
       if let Some(hint) = db.hint() {
         message.push_str(&format!("; hint: {hint}"));
@@ -165,10 +176,11 @@ impl From<deadpool_postgres::PoolError> for StoreError {
   }
 }
 
-/// A data error (22xxx) quotes the value it refused (`invalid input syntax for type uuid: "…"`),
-/// which may be a session id or a user id: the message keeps what was wrong, not the value.
+/// A data error (22xxx) quotes the value it refused (`invalid input syntax for type uuid: "…"`,
+/// `invalid byte sequence for encoding "UTF8": 0x…`), which may be a session id or a user id:
+/// the message keeps what was wrong, not the value.
 fn without_value<'a>(sqlstate: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
-  match message.find(": \"") {
+  match message.find(": ") {
     Some(at) if sqlstate.starts_with("22") => {
       format!("{} (value not shown)", &message[..at]).into()
     }
@@ -232,6 +244,21 @@ mod tests {
     assert_eq!(db.code(), "57014");
     let napi_err: napi::Error = StoreError::Timeout("slow".into()).into();
     assert_eq!(napi_err.reason, "ERR_PG_SESSION_TIMEOUT: slow");
+  }
+
+  #[test]
+  fn data_errors_keep_no_value() {
+    let cut = without_value(
+      "22P02",
+      "invalid input syntax for type uuid: \"secret-sid\"",
+    );
+    assert_eq!(cut, "invalid input syntax for type uuid (value not shown)");
+    let bytes = without_value("22021", "invalid byte sequence for encoding \"UTF8\": 0x00");
+    assert!(!bytes.contains("0x00"));
+    assert_eq!(
+      without_value("23505", "duplicate key: x"),
+      "duplicate key: x"
+    );
   }
 
   #[test]

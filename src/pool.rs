@@ -10,6 +10,11 @@
 //! Bounds: a statement gets `queryTimeout` to answer, after which its connection is cancelled and
 //! closed (a silent network never answers); after a failed connect the server is "down" and
 //! calls that would need a new connection fail at once while one probe at a time tries again.
+//!
+//! A write given up on may still be on its way (bytes held by the network, a row lock about to
+//! be released): closing our end does not stop it. So its backend is ended from another
+//! connection (`pg_terminate_backend`), and `settled()` waits until it is known gone; the calls
+//! layer keeps that write's sessions busy until then, so a later call never lands before it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +52,9 @@ struct Lane {
   writes: AtomicUsize,
   /// Milliseconds after `Target::epoch` when the last call finished.
   last_used_ms: AtomicU64,
+  /// The server process behind it, to end it when a write on it is given up; None behind a
+  /// pooler, where the server connection changes under us.
+  pid: Option<i32>,
 }
 
 impl Lane {
@@ -94,6 +102,12 @@ pub struct Target {
   pub address: String,
   tls: MakeRustlsConnect,
   down: Mutex<Down>,
+  /// Backends of given-up writes not yet known gone; `settled()` waits for none.
+  ending: AtomicUsize,
+  /// Woken when an ending backend is known gone (or can no longer be ended: closed).
+  ended: Notify,
+  /// Set by `abandon_writes` (close): a statement whose connection breaks is not retried.
+  closing: AtomicBool,
 }
 
 /// What the last connection attempts said about the server.
@@ -205,6 +219,9 @@ impl Target {
       address,
       tls,
       down: Mutex::new(Down::default()),
+      ending: AtomicUsize::new(0),
+      ended: Notify::new(),
+      closing: AtomicBool::new(false),
     })
   }
 
@@ -345,12 +362,18 @@ impl Target {
       }
     };
     self.connected(Ok(()));
+    let pid = if self.prepared {
+      Some(self.backend_pid(&client).await?)
+    } else {
+      None
+    };
     let lane = Arc::new(Lane {
       client: Some(client),
       dead: AtomicBool::new(false),
       in_flight: AtomicUsize::new(1),
       writes: AtomicUsize::new(write as usize),
       last_used_ms: AtomicU64::new(self.now_ms()),
+      pid,
     });
     self
       .lanes
@@ -362,19 +385,46 @@ impl Target {
     Ok(lane)
   }
 
+  /// The server process of a new connection, bounded like the connect.
+  async fn backend_pid(&self, client: &Object) -> StoreResult<i32> {
+    let ask = client.query_one("SELECT pg_backend_pid()", &[]);
+    match tokio::time::timeout(self.timeout, ask).await {
+      Ok(row) => Ok(row?.get(0)),
+      Err(_) => Err(StoreError::Timeout(format!(
+        "PostgreSQL at {} did not answer a new connection's first statement within connectionTimeoutMillis",
+        self.address
+      ))),
+    }
+  }
+
   /// Runs `stmt`; returns its rows and the number of rows it changed.
-  pub async fn run(&self, stmt: &Stmt, params: Params<'_>) -> StoreResult<(Vec<Row>, u64)> {
+  pub async fn run(
+    self: &Arc<Self>,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
     let mut attempt = 1;
     loop {
       match self.run_once(stmt, params).await {
-        // Every statement the store sends is idempotent, so a retry cannot apply twice.
-        Err(e) if attempt < ATTEMPTS && is_lost_connection(&e) => attempt += 1,
+        // Every statement the store sends is idempotent, so a retry cannot apply twice. Not
+        // while closing: the store ended that connection itself.
+        Err(e)
+          if attempt < ATTEMPTS
+            && is_lost_connection(&e)
+            && !self.closing.load(Ordering::Acquire) =>
+        {
+          attempt += 1
+        }
         result => return result,
       }
     }
   }
 
-  async fn run_once(&self, stmt: &Stmt, params: Params<'_>) -> StoreResult<(Vec<Row>, u64)> {
+  async fn run_once(
+    self: &Arc<Self>,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
     // Behind a pooler (unnamed statements), no pipelining: a transaction-mode pooler may hand
     // the next queued statement's server connection to another client.
     let exclusive = !stmt.read_only || !self.prepared;
@@ -382,7 +432,7 @@ impl Target {
     match tokio::time::timeout(self.query_timeout, self.query(&guard.lane, stmt, params)).await {
       Ok(result) => result,
       Err(_) => {
-        self.give_up(&guard.lane);
+        self.give_up(&guard.lane, exclusive);
         Err(StoreError::Timeout(format!(
           "PostgreSQL at {} did not answer within queryTimeout ({} ms); the connection was closed \
            and the statement may or may not have taken effect",
@@ -394,13 +444,19 @@ impl Target {
   }
 
   /// A lane whose statement ran out of time: asks the server to cancel it (best effort, bounded),
-  /// and takes the connection out of use; it closes once the calls on it have let go.
-  fn give_up(&self, lane: &Arc<Lane>) {
+  /// and takes the connection out of use; it closes once the calls on it have let go. When it
+  /// carried a write (`wrote`), its backend is also ended from another connection, since a
+  /// cancel does not take back bytes already sent (see `settled`).
+  fn give_up(self: &Arc<Self>, lane: &Arc<Lane>, wrote: bool) {
     if lane.dead.swap(true, Ordering::AcqRel) {
       return;
     }
     if let Ok(mut lanes) = self.lanes.lock() {
       lanes.open.retain(|open| !Arc::ptr_eq(open, lane));
+    }
+    if let (true, Some(pid)) = (wrote, lane.pid) {
+      self.ending.fetch_add(1, Ordering::AcqRel);
+      tokio::spawn(self.clone().end_backend(pid));
     }
     let cancel = lane.client().cancel_token();
     let tls = self.tls.clone();
@@ -409,6 +465,81 @@ impl Target {
       let _ = tokio::time::timeout(bound, cancel.cancel_query(tls)).await;
     });
     self.changed.notify_waiters();
+  }
+
+  /// Ends backend `pid` and waits until the server no longer lists it, trying again while the
+  /// server cannot be reached; stops when the store closes or the role may not end it.
+  async fn end_backend(self: Arc<Self>, pid: i32) {
+    const RETRY: Duration = Duration::from_millis(100);
+    while !self.pool.is_closed() {
+      match self.try_end_backend(pid).await {
+        Ok(true) => break,
+        // 42501: this role may not signal that backend; nothing more can be done.
+        Err(StoreError::Db { sqlstate, .. }) if sqlstate == "42501" => break,
+        _ => tokio::time::sleep(RETRY).await,
+      }
+    }
+    self.ending.fetch_sub(1, Ordering::AcqRel);
+    self.ended.notify_waiters();
+  }
+
+  /// One attempt: true once `pid` is gone.
+  async fn try_end_backend(&self, pid: i32) -> StoreResult<bool> {
+    let guard = self.lane(true).await?;
+    let client = guard.lane.client();
+    let attempt = async {
+      client
+        .query("SELECT pg_terminate_backend($1)", &[&pid])
+        .await?;
+      for _ in 0..50 {
+        let alive = client
+          .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+          .await?;
+        if alive.is_empty() {
+          return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+      }
+      Ok(false)
+    };
+    match tokio::time::timeout(self.query_timeout, attempt).await {
+      Ok(result) => result,
+      Err(_) => {
+        drop(guard);
+        Ok(false)
+      }
+    }
+  }
+
+  /// Resolves once no write given up on can still reach the server: every backend being
+  /// ended is gone (at once when there are none). Unbounded by design: callers hold only the
+  /// sessions of the given-up write; their callers were answered by their deadline.
+  pub async fn settled(&self) {
+    loop {
+      let ended = self.ended.notified();
+      if self.ending.load(Ordering::Acquire) == 0 {
+        return;
+      }
+      ended.await;
+    }
+  }
+
+  /// Close: gives up every connection with a write in flight (its backend is ended), so no
+  /// write answered as closed commits later.
+  pub fn abandon_writes(self: &Arc<Self>) {
+    self.closing.store(true, Ordering::Release);
+    let busy: Vec<Arc<Lane>> = match self.lanes.lock() {
+      Ok(lanes) => lanes
+        .open
+        .iter()
+        .filter(|lane| lane.writes.load(Ordering::Acquire) > 0)
+        .cloned()
+        .collect(),
+      Err(_) => return,
+    };
+    for lane in busy {
+      self.give_up(&lane, true);
+    }
   }
 
   async fn query(
@@ -434,13 +565,13 @@ impl Target {
   }
 
   /// Runs DDL text (several statements) outside the prepared-statement path.
-  pub async fn batch(&self, sql: &str) -> StoreResult<()> {
+  pub async fn batch(self: &Arc<Self>, sql: &str) -> StoreResult<()> {
     let guard = self.lane(true).await?;
     let run = guard.lane.client().batch_execute(sql);
     match tokio::time::timeout(self.query_timeout, run).await {
       Ok(result) => Ok(result?),
       Err(_) => {
-        self.give_up(&guard.lane);
+        self.give_up(&guard.lane, true);
         Err(StoreError::Timeout(format!(
           "PostgreSQL at {} did not answer within queryTimeout ({} ms); the connection was closed",
           self.address,

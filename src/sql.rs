@@ -18,6 +18,9 @@ const TOMBSTONE_SHIFT: &str = "interval '1000 years'";
 /// A row expiring before this is a tombstone (sessions expire after 1970; tombstones of
 /// sessions expiring before 2899 land before 1900).
 const TOMBSTONE_FLOOR: &str = "1900-01-01";
+/// The earliest expiry a set or touch writes (1901-01-01, seconds since the epoch): an earlier
+/// one would read as a tombstone and block its id. A day's margin over the floor in any zone.
+pub const EARLIEST_EXPIRY_SECONDS: f64 = -2_177_452_800.0;
 /// What a tombstone's data column holds: should any reader see it, it is an empty session
 /// whose cookie has long expired.
 const TOMBSTONE_DATA: &str =
@@ -336,7 +339,8 @@ pub struct Statements {
   /// `set` statements take the owner as a fourth parameter.
   pub has_user: bool,
   pub get: Stmt,
-  /// Several gets in one statement: the live rows among the sids, with their sid.
+  /// Several gets in one statement: the rows among the sids live at the earliest caller's
+  /// clock, with their sid and expiry.
   pub get_many: Stmt,
   /// One upsert that waits as long as a row lock is held (bounded by queryTimeout).
   pub set: Stmt,
@@ -396,21 +400,28 @@ impl Statements {
     // A row that is no tombstone: what a set may overwrite and a touch may move.
     let alive = |alias: &str| format!("{alias}{exp} >= {floor}");
     let user = t.user_id.as_ref().zip(shape.user);
-    // The owner as a set writes it: (column list part, value of $4, value of the unnest column).
+    // The owner as a set writes it: (column list part, value of $5, value of the unnest column).
+    // $4 is the set's clock (seconds), for the tombstone guard.
     let (user_col, user_one, user_many, user_param, user_update) = match user {
       Some((col, ty)) => (
         format!(", {col}"),
-        format!(", {}", ty.one("$4")),
+        format!(", {}", ty.one("$5")),
         format!(", v.user_id{}", ty.cast),
-        ", $4::text[]",
+        ", $5::text[]",
         format!(", {col} = EXCLUDED.{col}"),
       ),
       None => Default::default(),
     };
+    // A set never brings back an id whose tombstone still guards it; once the guard has ended
+    // (by the set's clock, $4) the id is free again. Without tombstones $4 goes unused.
     let guard = if tombstones {
-      format!(" WHERE {}", alive("s."))
+      format!(
+        " WHERE {} OR s.{exp} < {} - {TOMBSTONE_SHIFT}",
+        alive("s."),
+        expire.at("$4::float8")
+      )
     } else {
-      String::new()
+      " WHERE $4::float8 IS NOT NULL".to_string()
     };
     let upsert = format!(
       "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}{user_update}{guard}"
@@ -421,19 +432,31 @@ impl Statements {
       String::new()
     };
     let set_types: &'static [Type] = if user.is_some() {
-      &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT]
+      &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+      ]
     } else {
-      &[Type::TEXT, Type::TEXT, Type::FLOAT8]
+      &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8]
     };
     let set_batch_types: &'static [Type] = if user.is_some() {
       &[
         Type::TEXT_ARRAY,
         Type::TEXT_ARRAY,
         Type::FLOAT8_ARRAY,
+        Type::FLOAT8,
         Type::TEXT_ARRAY,
       ]
     } else {
-      &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::FLOAT8_ARRAY]
+      &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::FLOAT8_ARRAY,
+        Type::FLOAT8,
+      ]
     };
     // A tombstone's expiry: the later of the session's own expiry and the guard's end (the
     // parameter), shifted back; kept below the floor whatever the session's expiry was.
@@ -555,9 +578,12 @@ impl Statements {
       ),
       // `= ANY`, not a join with unnest: the planner keeps one index probe per sid whatever the
       // table's size, where a join may turn into a hash join over the whole table.
+      // $2 is the earliest caller's clock; each row comes with its expiry (seconds) so that each
+      // caller's own clock judges it.
       get_many: Stmt::new(
         format!(
-          "SELECT {sid}::text, {sess}::text FROM {table} WHERE {sid} = ANY({many}) AND {exp} >= {}",
+          "SELECT {sid}::text, {sess}::text, extract(epoch FROM {exp}::timestamptz)::float8 \
+           FROM {table} WHERE {sid} = ANY({many}) AND {exp} >= {}",
           expire.at("$2::float8")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8],
@@ -721,7 +747,7 @@ mod tests {
     let s = Statements::new(&t, &shape(DataType::Text, ExpireType::Timestamptz, &text));
     assert!(s.set.sql.contains("$2::text, to_timestamp($3::float8))"));
     assert!(!s.get.sql.contains("::timestamp "));
-    assert_eq!(s.set.types.len(), 3);
+    assert_eq!(s.set.types.len(), 4);
     assert!(s.get.read_only && s.get_many.read_only && s.count.read_only);
     assert!(s.get_many.sql.contains("= ANY($1::text[])"));
     assert!(!s.set.read_only && !s.touch_batch.read_only && !s.prune_batch.read_only);
@@ -734,10 +760,12 @@ mod tests {
     let t = QuotedTable::new(spec("t")).unwrap();
     let text = SidType::default();
     let on = Statements::new(&t, &shape(DataType::Json, ExpireType::Timestamp, &text));
+    // A tombstone holds a set back until its guard ends by the set's clock ($4).
     for stmt in [&on.set, &on.set_one, &on.set_batch] {
-      assert!(stmt
-        .sql
-        .ends_with("WHERE s.\"expire\" >= '1900-01-01'::timestamp"));
+      assert!(stmt.sql.ends_with(
+        "WHERE s.\"expire\" >= '1900-01-01'::timestamp \
+         OR s.\"expire\" < to_timestamp($4::float8)::timestamp - interval '1000 years'"
+      ));
     }
     assert!(on
       .touch_batch
@@ -777,7 +805,8 @@ mod tests {
         ..shape(DataType::Json, ExpireType::Timestamp, &text)
       },
     );
-    assert!(s.has_user && s.set.types.len() == 4 && s.set_batch.types.len() == 4);
+    assert!(s.has_user && s.set.types.len() == 5 && s.set_batch.types.len() == 5);
+    assert!(s.set.sql.contains("$5::text") && s.set_batch.sql.contains("$5::text[]"));
     assert!(s.set_batch.sql.contains("\"owner\" = EXCLUDED.\"owner\""));
     assert!(s.destroy.sql.contains("\"owner\" = NULL"));
     assert!(s.user_sessions.is_some() && s.destroy_user_sessions.is_some());

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::pool::Target;
 use crate::protect::Opened;
 use crate::relay::{Answer, Relay};
-use crate::sql::TableSpec;
+use crate::sql::{TableSpec, EARLIEST_EXPIRY_SECONDS};
 use crate::table::Wants;
 
 /// How long a tombstone keeps a destroyed id from coming back at least, past the session's own
@@ -168,6 +168,7 @@ impl NativeStore {
 
   /// Starts an upsert of one session: `deliver` receives null once it is stored.
   #[napi]
+  #[allow(clippy::too_many_arguments)] // napi passes each JS argument on its own
   pub fn start_set(
     &self,
     env: Env,
@@ -176,6 +177,7 @@ impl NativeStore {
     session_json: String,
     expire_at_ms: f64,
     user_id: Option<String>,
+    now_ms: f64,
   ) {
     let protect = &self.engine.protect;
     let stored = protect.stored_id(sid);
@@ -183,8 +185,9 @@ impl NativeStore {
       Ok(session_json) => {
         let work = Work::Set {
           session_json,
-          expire_at: expire_at_ms / 1000.0,
+          expire_at: expiry(expire_at_ms),
           user_id,
+          now: now_ms / 1000.0,
         };
         self
           .calls
@@ -201,9 +204,20 @@ impl NativeStore {
   #[napi]
   pub fn start_touch(&self, env: Env, id: i32, sid: String, expire_at_ms: f64) {
     let work = Work::Touch {
-      expire_at: expire_at_ms / 1000.0,
+      expire_at: expiry(expire_at_ms),
     };
     self.enqueue(&env, id, sid, work);
+  }
+
+  /// A touch the shim skips (within the touch bound): true when it is queued behind the
+  /// session's pending calls and `deliver` will answer it after them; false when none are
+  /// pending, and the shim answers it itself.
+  #[napi]
+  pub fn start_skipped_touch(&self, env: Env, id: i32, sid: String) -> bool {
+    let stored = self.engine.protect.stored_id(sid);
+    self
+      .calls
+      .enqueue_skip(stored, || self.relay.ticket(&env, id))
   }
 
   /// Starts destroying a session (a missing one is not an error): `deliver` receives null.
@@ -370,8 +384,9 @@ impl NativeStore {
     engine.call(Op::Ping, probe).await
   }
 
-  /// Refuses new calls, lets calls in flight finish (up to connectionTimeoutMillis), answers
-  /// every call still pending with ERR_PG_SESSION_CLOSED, then closes every connection.
+  /// Refuses new calls, lets calls in flight finish (up to connectionTimeoutMillis), ends the
+  /// backends of writes still in flight, answers every call still pending with
+  /// ERR_PG_SESSION_CLOSED, then closes every connection.
   /// Calling it again does nothing.
   #[napi]
   pub async fn close(&self) -> Result<()> {
@@ -385,7 +400,13 @@ impl NativeStore {
     {
       tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    self.calls.settle_all(&StoreError::Closed);
+    // Writes still waiting (a row lock): their backends are ended, and close() resolves once
+    // they are gone (bounded), so none commits after close().
+    engine.primary.abandon_writes();
+    self
+      .calls
+      .settle_all(&StoreError::Closed, &StoreError::ClosedInFlight);
+    let _ = tokio::time::timeout(engine.timeout, engine.primary.settled()).await;
     engine.close_pools();
     Ok(())
   }
@@ -396,7 +417,7 @@ impl NativeStore {
     let engine = &self.engine;
     StoreStats {
       primary: pool_stats(&engine.primary),
-      replicas: engine.replicas.iter().map(pool_stats).collect(),
+      replicas: engine.replicas.iter().map(|r| pool_stats(r)).collect(),
       operations: engine.operations(),
       errors: engine.errors(),
     }
@@ -407,6 +428,12 @@ impl NativeStore {
   pub fn closed(&self) -> bool {
     self.engine.is_closed()
   }
+}
+
+/// An expiry in ms as the statements take it (seconds), never so early that it reads as a
+/// tombstone.
+fn expiry(expire_at_ms: f64) -> f64 {
+  (expire_at_ms / 1000.0).max(EARLIEST_EXPIRY_SECONDS)
 }
 
 fn no_user_column() -> StoreError {

@@ -181,7 +181,7 @@ async fn inspect(
 /// None when the table does not exist; else its columns by name.
 async fn column_types(
   table: &QuotedTable,
-  primary: &Target,
+  primary: &Arc<Target>,
 ) -> StoreResult<Option<HashMap<String, Column>>> {
   let (rows, _) = primary
     .run(&table.catalog_query(), &[&table.qualified])
