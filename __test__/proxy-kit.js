@@ -29,7 +29,10 @@ async function startProxy (targetPort, targetHost = '127.0.0.1') {
     /** @type {(Buffer | null)[]} */
     const toClient = []
     let dead = false
+    // Held on its own (`stallOpen`): this connection is black-holed while new ones pass.
+    let held = false
     const pair = {
+      hold () { held = true },
       client,
       get upstream () { return upstream },
       open () {
@@ -37,12 +40,13 @@ async function startProxy (targetPort, targetHost = '127.0.0.1') {
         upstream = net.connect(targetPort, targetHost)
         upstream.setNoDelay(true)
         upstream.on('error', () => pair.destroy())
-        upstream.on('close', () => { if (!stalled) pair.destroy() })
+        upstream.on('close', () => { if (!stalled && !held) pair.destroy() })
         upstream.on('data', (chunk) => pipe(toClient, client, chunk))
         upstream.on('end', () => pipe(toClient, client, null))
         pair.flush()
       },
       flush () {
+        held = false
         if (dead) return
         if (upstream) drain(toUpstream, upstream)
         drain(toClient, client)
@@ -65,7 +69,7 @@ async function startProxy (targetPort, targetHost = '127.0.0.1') {
       },
     }
     function pipe (queue, socket, chunk) {
-      if (stalled || queue.length > 0) {
+      if (stalled || held || queue.length > 0) {
         queue.push(chunk)
         return
       }
@@ -81,7 +85,7 @@ async function startProxy (targetPort, targetHost = '127.0.0.1') {
     }
     client.setNoDelay(true)
     client.on('error', () => pair.destroy())
-    client.on('close', () => { if (!stalled) pair.destroy() })
+    client.on('close', () => { if (!stalled && !held) pair.destroy() })
     client.on('data', (chunk) => {
       if (!upstream) toUpstream.push(chunk)
       else pipe(toUpstream, upstream, chunk)
@@ -105,10 +109,15 @@ async function startProxy (targetPort, targetHost = '127.0.0.1') {
     /** Connections currently proxied (or accepted and held). */
     get connections () { return pairs.size },
     stall () { stalled = true },
+    /** Stalls the connections open now (bytes held, nothing closed); later ones pass. */
+    stallOpen () {
+      for (const pair of pairs) pair.hold()
+    },
     resume () {
       stalled = false
       for (const pair of Array.from(pairs)) {
-        // A side that closed during the stall is closed now, as a healed network would show it.
+        // A side that closed during the stall is closed now, as a healed network would show it:
+        // what it held for the other side is delivered first (bytes already sent still arrive).
         if (pair.client.destroyed || (pair.upstream && pair.upstream.destroyed)) {
           pair.finish()
           continue
