@@ -60,11 +60,14 @@ async function stored (tableName, sid) {
  * first(store, sid) times out on a black-holed connection; second(store, sid) then succeeds on a
  * new one; once the held bytes reach the server, the row must show the second call's effect.
  */
-async function lateCase (t, name, first, second, expected) {
+async function lateCase (t, name, first, second, expected, options = {}) {
   const proxy = await startProxy(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname)
   try {
-    const { store, tableName } = storeOn(viaPort(proxy.port))
+    const { store, tableName } = storeOn(viaPort(proxy.port), options)
+    // One connection, with the statements prepared on it: the held bytes are then the write
+    // itself, not only its preparation.
     await store.set('warm', sess('warm'))
+    await store.destroy('warm')
     await store.set('x', sess('before'))
     proxy.stallOpen()
     const a = await outcome(first(store, 'x'))
@@ -90,8 +93,9 @@ test('destroy given up on, then set acknowledged: once the network heals the row
   await lateCase(t, 'destroy→set', (s, sid) => s.destroy(sid), (s, sid) => s.set(sid, sess('B')), 'B')
 })
 
-test('set given up on, then destroy acknowledged: the session stays destroyed', { timeout: 30000 }, async (t) => {
+test('set given up on, then destroy acknowledged: the session stays destroyed (tombstones on, and off)', { timeout: 30000 }, async (t) => {
   await lateCase(t, 'set→destroy', (s, sid) => s.set(sid, sess('A')), (s, sid) => s.destroy(sid), 'tombstone')
+  await lateCase(t, 'set→destroy, tombstones off', (s, sid) => s.set(sid, sess('A')), (s, sid) => s.destroy(sid), 'missing', { tombstones: false })
 })
 
 test('a write answered ERR_PG_SESSION_CLOSED by close() does not commit once its row lock is released', { timeout: 30000 }, async (t) => {
