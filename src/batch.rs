@@ -39,7 +39,7 @@ impl Report {
   /// its sessions stay busy until it can no longer land, so no later call of theirs lands
   /// before it. Its callers were answered at their deadline meanwhile.
   async fn report_failed_write(mut self, finished: Finished, err: &StoreError) {
-    if err.is_connection_fault() {
+    if matches!(err, StoreError::GivenUp(_)) {
       self.free_slot();
       self.calls.engine().primary.settled().await;
     }
@@ -78,7 +78,7 @@ pub async fn send(calls: Arc<Calls>, batch: Batch) {
         clear: true,
       };
       let result = clear(calls.engine()).await;
-      if result.as_ref().is_err_and(StoreError::is_connection_fault) {
+      if matches!(result, Err(StoreError::GivenUp(_))) {
         calls.engine().primary.settled().await;
       }
       report.clear = false;

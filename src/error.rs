@@ -15,6 +15,8 @@ pub enum StoreError {
   Connect(String),
   /// No connection became available within `connectionTimeoutMillis`.
   Timeout(String),
+  /// A statement sent and unanswered within `queryTimeout`: given up on (code as `Timeout`).
+  GivenUp(String),
   /// The connection broke while a statement was in flight.
   ConnectionLost(String),
   /// TLS set-up or handshake failed (bad certificate, wrong host, unknown CA).
@@ -57,7 +59,7 @@ impl StoreError {
       StoreError::Closed | StoreError::ClosedInFlight => "ERR_PG_SESSION_CLOSED",
       StoreError::InvalidOption(_) => "ERR_PG_SESSION_INVALID_OPTION",
       StoreError::Connect(_) => "ERR_PG_SESSION_CONNECT",
-      StoreError::Timeout(_) => "ERR_PG_SESSION_TIMEOUT",
+      StoreError::Timeout(_) | StoreError::GivenUp(_) => "ERR_PG_SESSION_TIMEOUT",
       StoreError::ConnectionLost(_) => "ERR_PG_SESSION_CONNECTION_LOST",
       StoreError::Tls(_) => "ERR_PG_SESSION_TLS",
       StoreError::NoTable(_) => "ERR_PG_SESSION_NO_TABLE",
@@ -96,7 +98,10 @@ impl StoreError {
   pub fn is_connection_fault(&self) -> bool {
     matches!(
       self,
-      StoreError::Connect(_) | StoreError::Timeout(_) | StoreError::ConnectionLost(_)
+      StoreError::Connect(_)
+        | StoreError::Timeout(_)
+        | StoreError::GivenUp(_)
+        | StoreError::ConnectionLost(_)
     ) || matches!(self, StoreError::Db { sqlstate, .. } if sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "53300")
   }
 }
@@ -117,6 +122,7 @@ impl fmt::Display for StoreError {
       StoreError::InvalidOption(m)
       | StoreError::Connect(m)
       | StoreError::Timeout(m)
+      | StoreError::GivenUp(m)
       | StoreError::ConnectionLost(m)
       | StoreError::Tls(m)
       | StoreError::NoTable(m)

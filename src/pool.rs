@@ -52,9 +52,9 @@ struct Lane {
   writes: AtomicUsize,
   /// Milliseconds after `Target::epoch` when the last call finished.
   last_used_ms: AtomicU64,
-  /// The server process behind it, to end it when a write on it is given up; None behind a
-  /// pooler, where the server connection changes under us.
-  pid: Option<i32>,
+  /// The server process behind it (pid, start time as text), to end it when a write on it is
+  /// given up; None behind a pooler, where the server connection changes under us.
+  backend: Option<Backend>,
 }
 
 impl Lane {
@@ -73,6 +73,13 @@ impl Drop for Lane {
       drop(Object::take(client));
     }
   }
+}
+
+/// One server process: its pid and when it started (a pid alone may be reused after a restart).
+#[derive(Clone)]
+struct Backend {
+  pid: i32,
+  started: String,
 }
 
 /// What `Target::status` reports, in deadpool's terms.
@@ -362,8 +369,8 @@ impl Target {
       }
     };
     self.connected(Ok(()));
-    let pid = if self.prepared {
-      Some(self.backend_pid(&client).await?)
+    let backend = if self.prepared {
+      Some(self.backend(&client).await?)
     } else {
       None
     };
@@ -373,7 +380,7 @@ impl Target {
       in_flight: AtomicUsize::new(1),
       writes: AtomicUsize::new(write as usize),
       last_used_ms: AtomicU64::new(self.now_ms()),
-      pid,
+      backend,
     });
     self
       .lanes
@@ -386,10 +393,19 @@ impl Target {
   }
 
   /// The server process of a new connection, bounded like the connect.
-  async fn backend_pid(&self, client: &Object) -> StoreResult<i32> {
-    let ask = client.query_one("SELECT pg_backend_pid()", &[]);
+  async fn backend(&self, client: &Object) -> StoreResult<Backend> {
+    let ask = client.query_one(
+      "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+      &[],
+    );
     match tokio::time::timeout(self.timeout, ask).await {
-      Ok(row) => Ok(row?.get(0)),
+      Ok(row) => {
+        let row = row?;
+        Ok(Backend {
+          pid: row.get(0),
+          started: row.get(1),
+        })
+      }
       Err(_) => Err(StoreError::Timeout(format!(
         "PostgreSQL at {} did not answer a new connection's first statement within connectionTimeoutMillis",
         self.address
@@ -433,7 +449,7 @@ impl Target {
       Ok(result) => result,
       Err(_) => {
         self.give_up(&guard.lane, exclusive);
-        Err(StoreError::Timeout(format!(
+        Err(StoreError::GivenUp(format!(
           "PostgreSQL at {} did not answer within queryTimeout ({} ms); the connection was closed \
            and the statement may or may not have taken effect",
           self.address,
@@ -454,9 +470,9 @@ impl Target {
     if let Ok(mut lanes) = self.lanes.lock() {
       lanes.open.retain(|open| !Arc::ptr_eq(open, lane));
     }
-    if let (true, Some(pid)) = (wrote, lane.pid) {
+    if let (true, Some(backend)) = (wrote, lane.backend.clone()) {
       self.ending.fetch_add(1, Ordering::AcqRel);
-      tokio::spawn(self.clone().end_backend(pid));
+      tokio::spawn(self.clone().end_backend(backend));
     }
     let cancel = lane.client().cancel_token();
     let tls = self.tls.clone();
@@ -467,12 +483,12 @@ impl Target {
     self.changed.notify_waiters();
   }
 
-  /// Ends backend `pid` and waits until the server no longer lists it, trying again while the
+  /// Ends `backend` and waits until the server no longer lists it, trying again while the
   /// server cannot be reached; stops when the store closes or the role may not end it.
-  async fn end_backend(self: Arc<Self>, pid: i32) {
+  async fn end_backend(self: Arc<Self>, backend: Backend) {
     const RETRY: Duration = Duration::from_millis(100);
     while !self.pool.is_closed() {
-      match self.try_end_backend(pid).await {
+      match self.try_end_backend(&backend).await {
         Ok(true) => break,
         // 42501: this role may not signal that backend; nothing more can be done.
         Err(StoreError::Db { sqlstate, .. }) if sqlstate == "42501" => break,
@@ -483,18 +499,18 @@ impl Target {
     self.ended.notify_waiters();
   }
 
-  /// One attempt: true once `pid` is gone.
-  async fn try_end_backend(&self, pid: i32) -> StoreResult<bool> {
+  /// One attempt: true once `backend` is gone.
+  async fn try_end_backend(&self, backend: &Backend) -> StoreResult<bool> {
     let guard = self.lane(true).await?;
     let client = guard.lane.client();
+    let this = "FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2";
+    let params: Params = &[&backend.pid, &backend.started];
     let attempt = async {
       client
-        .query("SELECT pg_terminate_backend($1)", &[&pid])
+        .query(&format!("SELECT pg_terminate_backend(pid) {this}"), params)
         .await?;
       for _ in 0..50 {
-        let alive = client
-          .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-          .await?;
+        let alive = client.query(&format!("SELECT 1 {this}"), params).await?;
         if alive.is_empty() {
           return Ok(true);
         }

@@ -103,6 +103,12 @@ impl Relay {
     })
   }
 
+  /// True while answers wait to reach JS (checked on the JS thread, where a batch the outbox
+  /// took has been delivered already).
+  pub fn has_undelivered(&self) -> bool {
+    !lock(&self.outbox.queue.done).is_empty()
+  }
+
   /// The promise to answer call `id` (made on the JS thread); until it is kept, the process
   /// stays alive.
   pub fn ticket(&self, env: &Env, id: i32) -> Ticket {

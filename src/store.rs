@@ -215,9 +215,18 @@ impl NativeStore {
   #[napi]
   pub fn start_skipped_touch(&self, env: Env, id: i32, sid: String) -> bool {
     let stored = self.engine.protect.stored_id(sid);
-    self
+    if self
       .calls
       .enqueue_skip(stored, || self.relay.ticket(&env, id))
+    {
+      return true;
+    }
+    // An answer of this session may be on its way to JS still: this one goes behind it.
+    if self.relay.has_undelivered() {
+      self.relay.ticket(&env, id).send(Answer::Found(false));
+      return true;
+    }
+    false
   }
 
   /// Starts destroying a session (a missing one is not an error): `deliver` receives null.
