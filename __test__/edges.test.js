@@ -3,7 +3,7 @@
 // Correct at the edges: odd rows, odd ids and owners, clocks, constraint errors and connection
 // events. Each test is one promise a session store makes (issue "Correct at the edges").
 
-const { test, after } = require('node:test')
+const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, cleanUpAfter } = require('./helpers')
 const { sleep, outcome, holdLock } = require('./fault-kit')
