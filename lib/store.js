@@ -337,13 +337,14 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {string} sid
      * @param {any} sess
      * @param {(err?: Error | null) => void} [cb]
+     * @param {number} [expireAtMs] internal (lib/koa.js): the expiry, over `ttl` and the cookie
      */
-    set (sid, sess, cb) {
+    set (sid, sess, cb, expireAtMs) {
       let expireAt = 0
       return this.#fast(cb, (id) => {
         checkSid(sid)
         const text = this.#stringify(sess)
-        expireAt = this.#expireAt(sess)
+        expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
         // The expiry written before, unchanged within the touch bound: the row's indexed expiry
         // then stays the same and PostgreSQL can update the row in place (a HOT update).
         if (this.#touchCanWait(sid, expireAt)) expireAt = /** @type {number} */ (this.#lastWrite.get(sid))
@@ -358,13 +359,14 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {string} sid
      * @param {any} sess
      * @param {(err?: Error | null) => void} [cb]
+     * @param {number} [expireAtMs] internal (lib/koa.js): the expiry, over `ttl` and the cookie
      */
-    touch (sid, sess, cb) {
+    touch (sid, sess, cb, expireAtMs) {
       let expireAt = 0
       let skipped = false
       return this.#fast(cb, (id) => {
         checkSid(sid)
-        if (!this.#disableTouch) expireAt = this.#expireAt(sess)
+        if (!this.#disableTouch) expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
         // A closed store answers every call with its error, skipped or not.
         if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt))) {
           skipped = true
