@@ -144,7 +144,7 @@ test('the tarball carries what runs and nothing else', () => {
   const paths = packedFiles.map((f) => f.path).sort()
   const localBinary = fs.readdirSync(ROOT).filter((f) => f.endsWith('.node'))
   assert.ok(localBinary.length >= 1, 'a build ran before the tests')
-  for (const needed of ['package.json', 'index.js', 'lib/store.js', 'lib/calls.js', 'lib/options.js', 'lib/errors.js', 'index.mjs', 'index.d.ts', 'index.d.mts', 'binding.js', 'binding.d.ts', 'table.sql', ...localBinary]) {
+  for (const needed of ['package.json', 'index.js', 'lib/store.js', 'lib/calls.js', 'lib/options.js', 'lib/errors.js', 'lib/native.js', 'lib/koa.js', 'index.mjs', 'index.d.ts', 'index.d.mts', 'koa.js', 'koa.mjs', 'koa.d.ts', 'koa.d.mts', 'binding.js', 'binding.d.ts', 'table.sql', ...localBinary]) {
     assert.ok(paths.includes(needed), `${needed} is packed`)
   }
   const unexpected = paths.filter((p) => /^(src|__test__|bench|examples|npm|target|docs)\/|^Cargo\.|\.rs$/.test(p))
@@ -156,6 +156,10 @@ test('the tarball carries what runs and nothing else', () => {
   assert.deepEqual(installed.exports['.'].import, { types: './index.d.mts', default: './index.mjs' })
   assert.deepEqual(installed.exports['.'].require, { types: './index.d.ts', default: './index.js' })
   assert.ok(installed.engines && installed.engines.node)
+  assert.deepEqual(installed.exports['./koa'], { import: { types: './koa.d.mts', default: './koa.mjs' }, require: { types: './koa.d.ts', default: './koa.js' } })
+  // express-pg-session/koa loads without koa or koa-session installed, from require and import alike.
+  const koaEntry = 'const k = require("express-pg-session/koa"); import("express-pg-session/koa").then((m) => console.log(typeof k, m.default === k))'
+  assert.equal(runIn(appDir, process.execPath, ['-e', koaEntry]).trim(), 'function true')
 })
 
 test('CommonJS: require() in the installed app, real set/get', () => {
