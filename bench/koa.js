@@ -7,6 +7,7 @@
 // SETEX). Run: `node bench/koa.js [seconds] [rounds]` (default 5 s, 1 round) with DATABASE_URL set.
 
 const { fork } = require('node:child_process')
+const { createHmac } = require('node:crypto')
 const autocannon = require('autocannon')
 const { sid, sleep, ask, alternateAll, median } = require('./lib')
 const { startRedis } = require('./redis')
@@ -61,11 +62,11 @@ function startApp (options) {
   })
 }
 
-/** koa-session's signed cookie pair for session `i` (cookies + keygrip, as Koa signs it). */
+/** koa-session's signed cookie pair for session `i`, signed as Koa's cookies (keygrip) sign: HMAC-SHA1, base64url. */
 function cookieOf (i) {
-  const Keygrip = require('keygrip')
   const value = sid(i)
-  return `koa.sess=${value}; koa.sess.sig=${new Keygrip(KEYS).sign(`koa.sess=${value}`)}`
+  const sig = createHmac('sha1', KEYS[0]).update(`koa.sess=${value}`).digest('base64').replace(/\/|\+|=/g, (c) => ({ '/': '_', '+': '-', '=': '' })[c])
+  return `koa.sess=${value}; koa.sess.sig=${sig}`
 }
 
 function drive (port, route, seconds, connections = 50) {
@@ -91,7 +92,9 @@ async function main () {
   const kinds = ['ours']
   if (redis.skip) log(`koa-redis skipped: ${redis.skip}`)
   else kinds.push('redis')
-  try { require.resolve('koa-redis') } catch { kinds.splice(1) ; log('koa-redis skipped: not installed') }
+  if (kinds.length > 1) {
+    try { require.resolve('koa-redis') } catch { kinds.splice(1); log('koa-redis skipped: not installed (npm install)') }
+  }
   const table = `bench_koa_${process.pid}`
   const apps = {}
   const runs = []
