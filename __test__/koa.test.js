@@ -55,6 +55,10 @@ function app (storeOptions = {}, sessionOptions = {}) {
         await ctx.session.regenerate()
         ctx.body = { user: ctx.session.user || null }
         break
+      case '/short':
+        ctx.session.maxAge = 5 * MINUTE
+        ctx.body = { user: ctx.session.user || null }
+        break
       case '/logout':
         ctx.session = null
         ctx.body = { ok: true }
@@ -150,6 +154,18 @@ describe('koa-session end to end', () => {
     // Past the rolled expiry, the session is gone.
     advance(maxAge + STORE_MARGIN + MINUTE)
     await request(server).get('/me').set('Cookie', cookieFrom(regenerated)).expect(200, { user: null })
+  })
+
+  test('rolling: a new session.maxAge (koa-session says changed: false) is written in full, not touched', { timeout: 20000 }, async () => {
+    const { server, table } = app({ touchAfter: 0 }, { rolling: true })
+    const cookie = cookieFrom(await request(server).get('/login').expect(200))
+    const key = keyOf(cookie)
+    advance(MINUTE)
+    await request(server).get('/short').set('Cookie', cookie).expect(200, { user: 'alice' })
+    const row = await rowOf(table, key)
+    assert.equal(row.sess._maxAge, 5 * MINUTE, 'the data carries the new maxAge')
+    assert.ok(Math.abs(row.expireMs - (Date.now() + 5 * MINUTE + STORE_MARGIN)) < 2000)
+    await request(server).get('/me').set('Cookie', cookie).expect(200, { user: 'alice' })
   })
 
   test('maxAge: \'session\' stores for the ttl default: a day, or `ttl` seconds', { timeout: 20000 }, async () => {

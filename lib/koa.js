@@ -41,7 +41,7 @@ module.exports = function koaStoreClass (NativeStore) {
   const PGStore = storeClass(KoaBase, NativeStore)
 
   class KoaPGStore extends PGStore {
-    /** @type {(sess: any) => string} */ #stringify
+    /** @type {(sess: any) => string | undefined} the session as text without `_expire`; undefined if it has none */ #stringify
     /**
      * With `rolling`, the session each request read (by its Koa context), as text without
      * `_expire`: a set of that same session with `changed: false` only moves the expiry.
@@ -55,7 +55,11 @@ module.exports = function koaStoreClass (NativeStore) {
       const serializer = options.serializer || JSON
       this.#stringify = (sess) => {
         const { _expire, ...rest } = sess
-        return serializer.stringify(rest)
+        try {
+          return serializer.stringify(rest)
+        } catch {
+          return undefined // the set that follows reports it, coded
+        }
       }
     }
 
@@ -73,7 +77,8 @@ module.exports = function koaStoreClass (NativeStore) {
       const sess = await super.get(key)
       if (sess && rolling) {
         delete sess._expire
-        if (ctx && typeof ctx === 'object') this.#read.set(ctx, { key, text: this.#stringify(sess) })
+        const text = ctx && typeof ctx === 'object' ? this.#stringify(sess) : undefined
+        if (text !== undefined) this.#read.set(ctx, { key, text })
       }
       return sess
     }
