@@ -41,7 +41,7 @@ module.exports = function koaStoreClass (NativeStore) {
   const PGStore = storeClass(KoaBase, NativeStore)
 
   class KoaPGStore extends PGStore {
-    /** @type {(sess: any) => string | undefined} the session as text without `_expire`; undefined if it has none */ #stringify
+    /** @type {(sess: any) => string | undefined} the session as text without `_expire`; undefined when the serializer throws */ #stringify
     /**
      * With `rolling`, the session each request read (by its Koa context), as text without
      * `_expire`: a set of that same session with `changed: false` only moves the expiry.
