@@ -14,7 +14,8 @@ use crate::engine::Engine;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Params;
 use crate::protect::Opened;
-use crate::sql::Statements;
+use crate::sql::{Statements, Stmt, CITUS_LOCK_WAIT};
+use tokio_postgres::Row;
 
 type Finished = Vec<(String, StoreResult<Outcome>)>;
 
@@ -222,10 +223,7 @@ async fn write_batch(
         }
       }
       let params: Params = &[&sids, &jsons, &expire_ats, &users];
-      engine
-        .primary
-        .run(&st.set_batch, set_params(st, params))
-        .await?;
+      run_short(engine, st, &st.set_batch, set_params(st, params)).await?;
       Ok(done())
     }
     Kind::Touch => {
@@ -237,7 +235,7 @@ async fn write_batch(
         })
         .collect();
       let params: Params = &[&sids, &expire_ats];
-      let (rows, _) = engine.primary.run(&st.touch_batch, params).await?;
+      let (rows, _) = run_short(engine, st, &st.touch_batch, params).await?;
       let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
       Ok(
         items
@@ -258,10 +256,28 @@ async fn write_batch(
         })
         .collect();
       let params: Params = &[&sids, &untils];
-      engine.primary.run(&st.destroy_batch, params).await?;
+      run_short(engine, st, &st.destroy_batch, params).await?;
       Ok(done())
     }
     Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
+  }
+}
+
+/// A write that gives up on a row lock after the batches' short wait. On Citus that wait is the
+/// SET LOCAL of the transaction it runs in (see `Statements::citus`).
+async fn run_short(
+  engine: &Engine,
+  st: &Statements,
+  stmt: &Stmt,
+  params: Params<'_>,
+) -> StoreResult<(Vec<Row>, u64)> {
+  if st.citus {
+    engine
+      .primary
+      .run_in_transaction(CITUS_LOCK_WAIT, stmt, params)
+      .await
+  } else {
+    engine.primary.run(stmt, params).await
   }
 }
 
@@ -313,6 +329,12 @@ async fn write_single(
   let sid = item.sid.as_str();
   let short = matches!(wait, LockWait::Short);
   let pick = |one, long| if short { one } else { long };
+  let run = |stmt, params| async move {
+    match wait {
+      LockWait::Short => run_short(engine, st, stmt, params).await,
+      LockWait::Long => engine.primary.run(stmt, params).await,
+    }
+  };
   match &item.work {
     Work::Set {
       session_json,
@@ -320,26 +342,17 @@ async fn write_single(
       user_id,
     } => {
       let params: Params = &[&sid, session_json, expire_at, user_id];
-      engine
-        .primary
-        .run(pick(&st.set_one, &st.set), set_params(st, params))
-        .await?;
+      run(pick(&st.set_one, &st.set), set_params(st, params)).await?;
       Ok(Outcome::Done)
     }
     Work::Touch { expire_at } => {
       let params: Params = &[&sid, expire_at];
-      let (_, changed) = engine
-        .primary
-        .run(pick(&st.touch_one, &st.touch), params)
-        .await?;
+      let (_, changed) = run(pick(&st.touch_one, &st.touch), params).await?;
       Ok(Outcome::Found(changed > 0))
     }
     Work::Destroy { until } => {
       let params: Params = &[&sid, until];
-      engine
-        .primary
-        .run(pick(&st.destroy_one, &st.destroy), params)
-        .await?;
+      run(pick(&st.destroy_one, &st.destroy), params).await?;
       Ok(Outcome::Done)
     }
     Work::Get { now } => Ok(opened(engine, sid, engine.get_one(st, sid, *now).await?)),

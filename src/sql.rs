@@ -116,11 +116,13 @@ impl QuotedTable {
   /// PostgreSQL 12 lack the column (every collation there is deterministic). Existence comes from
   /// pg_class under the statement's snapshot, not from `to_regclass` alone: that one reads the
   /// newest catalog, so a table another process just created would exist with no columns.
+  /// The last column says whether the citus extension is installed (then `citus_table_query`).
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
       "SELECT rel.oid IS NOT NULL, a.attname::text, t.typname::text, \
        coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true), \
-       t.typcategory::text, format_type(a.atttypid, -1) \
+       t.typcategory::text, format_type(a.atttypid, -1), \
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') \
        FROM (SELECT to_regclass($1::text) AS oid) r \
        LEFT JOIN pg_class rel ON rel.oid = r.oid \
        LEFT JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -154,6 +156,29 @@ impl QuotedTable {
       sql.push_str(&self.index_sql(user));
     }
     sql
+  }
+
+  /// Asked only where the citus extension is installed: is the table in Citus's metadata
+  /// (distributed, reference, or a local table Citus manages)? Its statements then take the
+  /// Citus forms (see `Shape::citus`).
+  pub fn citus_table_query(&self) -> Stmt {
+    Stmt::new(
+      "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1::text))"
+        .to_string(),
+      &[Type::TEXT],
+    )
+  }
+
+  /// Distributes a table just created on a Citus coordinator on its session id column:
+  /// ($1 the qualified name, $2 the column's name as given).
+  pub fn distribute_query(&self) -> Stmt {
+    Stmt {
+      read_only: false,
+      ..Stmt::new(
+        "SELECT create_distributed_table($1::text::regclass, $2::text)".to_string(),
+        &[Type::TEXT, Type::TEXT],
+      )
+    }
   }
 
   /// What to run on an existing table that lacks the `columns.user_id` column.
@@ -292,6 +317,33 @@ impl ExpireType {
       ExpireType::Timestamptz => format!("to_timestamp({seconds})"),
     }
   }
+  /// `at` for seconds read from a column (an unnest's), as Citus takes it: it refuses STABLE
+  /// functions over columns in UPDATE, and the timestamptz → timestamp cast is STABLE. The same
+  /// value: `timezone(zone, timestamptz)` is IMMUTABLE, and the zone is the session's, read once
+  /// on the coordinator.
+  fn at_row(self, seconds: &str, citus: bool) -> String {
+    match self {
+      ExpireType::Timestamp if citus => {
+        format!("timezone(current_setting('TimeZone'), to_timestamp({seconds}))")
+      }
+      _ => self.at(seconds),
+    }
+  }
+  /// `column - TOMBSTONE_SHIFT` unless the row is a tombstone already, without a STABLE function
+  /// over the column (Citus refuses those in UPDATE, and any non-IMMUTABLE one in `CASE` or in
+  /// `DO UPDATE SET`). timestamptz minus an interval is STABLE, so that type shifts as UTC
+  /// wall-clock time: it may land some minutes away from the session-time-zone shift (time
+  /// zones' offsets a thousand years ago), far inside the tombstone's guard of a day or more.
+  fn shifted_back(self, column: &str) -> String {
+    let by = format!(
+      "CASE WHEN {column} < {} THEN interval '0' ELSE {TOMBSTONE_SHIFT} END",
+      self.floor()
+    );
+    match self {
+      ExpireType::Timestamp => format!("{column} - {by}"),
+      ExpireType::Timestamptz => format!("timezone('UTC', timezone('UTC', {column}) - {by})"),
+    }
+  }
 }
 
 /// A statement's text and its parameter types (explicit, so it can also run unnamed).
@@ -323,6 +375,8 @@ pub struct Shape<'a> {
   /// The `columns.user_id` column's type, when it is configured.
   pub user: Option<&'a SidType>,
   pub tombstones: bool,
+  /// The table is a Citus table: statements in forms Citus runs (see `Statements::citus`).
+  pub citus: bool,
 }
 
 /// Every statement the store runs, built once per store after the column types are known.
@@ -335,6 +389,11 @@ pub struct Statements {
   pub typed_sid: bool,
   /// `set` statements take the owner as a fourth parameter.
   pub has_user: bool,
+  /// A Citus table. A `set_config('lock_timeout', …, true)` would bound the coordinator's wait
+  /// only, not the workers' where the rows are locked; so the short-wait writes (`*_one`,
+  /// `*_batch`) are the plain statements run inside `CITUS_LOCK_WAIT`'s transaction, whose
+  /// SET LOCAL Citus passes on to the workers. Prune takes no row locks (see `prune_batch`).
+  pub citus: bool,
   pub get: Stmt,
   /// Several gets in one statement: the live rows among the sids, with their sid.
   pub get_many: Stmt,
@@ -377,6 +436,12 @@ fn lock_wait() -> String {
     "WITH lock_wait AS MATERIALIZED (SELECT set_config('lock_timeout', '{BATCH_LOCK_WAIT_MS}ms', true)) "
   )
 }
+
+/// What a Citus write runs in, sent with it in one round trip: a transaction whose SET LOCAL
+/// Citus sends on to every worker transaction it opens (`citus.propagate_set_commands`), so the
+/// short lock wait (`BATCH_LOCK_WAIT_MS`) holds where the rows are locked. COMMIT follows the write.
+pub const CITUS_LOCK_WAIT: &str = "BEGIN; SET LOCAL citus.propagate_set_commands TO 'local'; \
+  SET LOCAL lock_timeout TO '100ms'";
 
 impl Statements {
   pub fn new(t: &QuotedTable, shape: &Shape) -> Self {
@@ -440,6 +505,17 @@ impl Statements {
     // `guard_end` is the end of the guard, already shifted back; a row that is a tombstone already
     // keeps the later of its two ends.
     let tomb_expiry = |guard_end: &str| {
+      if shape.citus {
+        // The same value, with no STABLE function over a column and none inside the CASE.
+        let last_day = match expire {
+          ExpireType::Timestamp => "'1899-12-31'::timestamp",
+          ExpireType::Timestamptz => "'1899-12-31'::timestamptz",
+        };
+        return format!(
+          "least(greatest({}, {guard_end}), {last_day})",
+          expire.shifted_back(&format!("s.{exp}"))
+        );
+      }
       format!(
         "least(CASE WHEN s.{exp} < {floor} THEN greatest(s.{exp}, {guard_end}) \
          ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, {guard_end}) END, {floor} - interval '1 day')"
@@ -459,6 +535,10 @@ impl Statements {
     let marker = format!("'{TOMBSTONE_DATA}'{cast}");
     let (destroy, destroy_one, destroy_batch) = if tombstones {
       let until = |p: &str| format!("{} - {TOMBSTONE_SHIFT}", expire.at(p));
+      let until_row = format!(
+        "{} - {TOMBSTONE_SHIFT}",
+        expire.at_row("v.until", shape.citus)
+      );
       (
         format!(
           "INSERT INTO {table} AS s ({sid}, {sess}, {exp}) VALUES ({one}, {marker}, {}) {}",
@@ -476,7 +556,7 @@ impl Statements {
           "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}) \
            SELECT v.sid{sid_cast}, {marker}, {} \
            FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, until) {}",
-          until("v.until"),
+          until_row,
           tomb(),
           wait = lock_wait(),
           sid_cast = sid_type.cast
@@ -542,10 +622,11 @@ impl Statements {
       None => (None, None),
     };
     let at_now = expire.at("$1::float8");
-    Statements {
+    let mut statements = Statements {
       batch_gets: sid_type.is_text(),
       typed_sid: !sid_type.is_text(),
       has_user: user.is_some(),
+      citus: shape.citus,
       get: Stmt::new(
         format!(
           "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",
@@ -654,7 +735,49 @@ impl Statements {
       ),
       user_sessions,
       destroy_user_sessions,
+    };
+    if shape.citus {
+      let s = &mut statements;
+      // The lock wait comes from the transaction the writes run in (`CITUS_LOCK_WAIT`): the
+      // single-row forms are the plain ones, and the batches drop the lock_wait CTE (a CTE Citus
+      // would run on the coordinator first). `= ANY` beside the unnest join lets Citus send an
+      // UPDATE or DELETE to the shards of those ids only.
+      let from_lock_wait = |sql: &str| {
+        sql
+          .replacen(&lock_wait(), "", 1)
+          .replacen("FROM lock_wait, ", "FROM ", 1)
+          .replacen("USING lock_wait, ", "USING ", 1)
+      };
+      s.set_one = s.set.clone();
+      s.touch_one = s.touch.clone();
+      s.destroy_one = s.destroy.clone();
+      s.set_batch.sql = from_lock_wait(&s.set_batch.sql).replacen(
+        &expire.at("v.expire_at"),
+        &expire.at_row("v.expire_at", true),
+        1,
+      );
+      s.touch_batch.sql = format!(
+        "UPDATE {table} AS s SET {exp} = {at} \
+         FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
+         WHERE s.{sid} = v.sid{sid_cast} AND s.{sid} = ANY({many}){touch_guard} RETURNING v.sid",
+        sid_cast = sid_type.cast,
+        at = expire.at_row("v.expire_at", true)
+      );
+      s.destroy_batch.sql = if tombstones {
+        from_lock_wait(&s.destroy_batch.sql)
+      } else {
+        format!(
+          "DELETE FROM {table} AS s USING unnest($1::text[], $2::float8[]) AS v(sid, until) \
+           WHERE s.{sid} = v.sid{sid_cast} AND s.{sid} = ANY({many})",
+          sid_cast = sid_type.cast
+        )
+      };
+      // Citus runs no multi-shard FOR UPDATE. Without SKIP LOCKED a pruner waits on a row
+      // locked elsewhere, then tests its expiry again (the outer test), so it still deletes only
+      // rows that are themselves expired and no live tombstone.
+      s.prune_batch.sql = s.prune_batch.sql.replace(" FOR UPDATE SKIP LOCKED", "");
     }
+    statements
   }
 }
 
@@ -680,6 +803,7 @@ mod tests {
       sid,
       user: None,
       tombstones: true,
+      citus: false,
     }
   }
 
@@ -826,6 +950,55 @@ mod tests {
     assert!(SidType::from_pg("S", "character varying").is_text());
     // char(n) compares as text: a cast to its type would cut ids.
     assert!(SidType::from_pg("S", "bpchar").is_text());
+  }
+
+  #[test]
+  fn citus_forms_leave_out_what_citus_refuses() {
+    let t = QuotedTable::new(TableSpec {
+      user_id: Some("owner".into()),
+      ..spec("t")
+    })
+    .unwrap();
+    let text = SidType::default();
+    for expire in [ExpireType::Timestamp, ExpireType::Timestamptz] {
+      let plain = Statements::new(
+        &t,
+        &Shape {
+          user: Some(&text),
+          ..shape(DataType::Json, expire, &text)
+        },
+      );
+      let citus = Statements::new(
+        &t,
+        &Shape {
+          user: Some(&text),
+          citus: true,
+          ..shape(DataType::Json, expire, &text)
+        },
+      );
+      assert!(citus.citus && !plain.citus);
+      for stmt in [&citus.set_one, &citus.set_batch, &citus.touch_one] {
+        assert!(!stmt.sql.contains("lock_wait"), "{}", stmt.sql);
+      }
+      assert!(!citus
+        .touch_batch
+        .sql
+        .contains("to_timestamp(v.expire_at)::timestamp"));
+      assert!(citus
+        .touch_batch
+        .sql
+        .contains("AND s.\"sid\" = ANY($1::text[])"));
+      assert!(!citus.prune_batch.sql.contains("FOR UPDATE"));
+      assert!(plain.prune_batch.sql.contains("FOR UPDATE SKIP LOCKED"));
+      let destroy_user = citus.destroy_user_sessions.as_ref().unwrap();
+      assert!(!destroy_user.sql.contains("THEN greatest"));
+      assert!(destroy_user.sql.contains("'1899-12-31'"));
+      assert_eq!(citus.get.sql, plain.get.sql);
+      assert_eq!(citus.get_many.sql, plain.get_many.sql);
+      assert_eq!(citus.set.sql, plain.set.sql);
+    }
+    let wait = format!("SET LOCAL lock_timeout TO '{BATCH_LOCK_WAIT_MS}ms'");
+    assert!(CITUS_LOCK_WAIT.ends_with(&wait));
   }
 
   #[test]

@@ -50,6 +50,9 @@ pub struct StoreOptions {
   pub hash_session_ids: Option<bool>,
   /// Create the table (and schema) on first use when it is missing.
   pub create_table_if_missing: Option<bool>,
+  /// On a Citus coordinator, distribute the table `create_table_if_missing` creates on the
+  /// session id column; false keeps it a local table. Default true.
+  pub distribute_table: Option<bool>,
   /// false: send every statement unnamed, for PgBouncer in transaction mode. Default true.
   pub prepared_statements: Option<bool>,
   /// Connections per server; default 10.
@@ -138,6 +141,7 @@ impl NativeStore {
       },
       wants: Wants {
         create: options.create_table_if_missing.unwrap_or(false),
+        distribute: options.distribute_table.unwrap_or(true),
         tombstones: options.tombstones.unwrap_or(true),
         hashed_ids: options.hash_session_ids.unwrap_or(false),
         sealed: options.secrets.as_ref().is_some_and(|s| !s.is_empty()),

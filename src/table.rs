@@ -18,6 +18,8 @@ type Lookup = Shared<BoxFuture<'static, StoreResult<Arc<Statements>>>>;
 pub struct Wants {
   /// Create the table (and schema) when it is missing.
   pub create: bool,
+  /// On a Citus coordinator, distribute a table it creates on the session id.
+  pub distribute: bool,
   /// A destroy leaves a tombstone.
   pub tombstones: bool,
   /// Ids are stored hashed: the sid column must hold text.
@@ -41,6 +43,14 @@ struct Column {
   category: String,
   formatted: String,
   deterministic: bool,
+}
+
+/// What the catalog says about the table.
+struct Found {
+  /// None when the table does not exist; else its columns by name.
+  columns: Option<HashMap<String, Column>>,
+  /// The citus extension is installed in the database.
+  citus_installed: bool,
 }
 
 impl Table {
@@ -93,8 +103,8 @@ async fn inspect(
   primary: Arc<Target>,
   wants: Wants,
 ) -> StoreResult<Arc<Statements>> {
-  let mut columns = column_types(&table, &primary).await?;
-  if columns.is_none() && wants.create {
+  let mut found = column_types(&table, &primary).await?;
+  if found.columns.is_none() && wants.create {
     match primary.batch(&table.create_table_sql()).await {
       // Another process created it between our look and our CREATE: IF NOT EXISTS does not cover
       // a concurrent creation, which fails on the catalog (23505), the name (42P07) or the table's
@@ -103,8 +113,13 @@ async fn inspect(
         if matches!(sqlstate.as_str(), "23505" | "42P07" | "42710") => {}
       other => other?,
     }
-    columns = column_types(&table, &primary).await?;
+    if found.citus_installed && wants.distribute {
+      distribute(&table, &primary).await?;
+    }
+    found = column_types(&table, &primary).await?;
   }
+  let citus = found.citus_installed && is_citus_table(&table, &primary).await?;
+  let columns = found.columns;
   let spec = table.spec();
   let Some(columns) = columns else {
     return Err(StoreError::NoTable(format!(
@@ -172,24 +187,26 @@ async fn inspect(
       sid: &sid_type,
       user: user_type.as_ref(),
       tombstones: wants.tombstones,
+      citus,
     },
   );
   statements.batch_gets &= sid.deterministic;
   Ok(Arc::new(statements))
 }
 
-/// None when the table does not exist; else its columns by name.
-async fn column_types(
-  table: &QuotedTable,
-  primary: &Target,
-) -> StoreResult<Option<HashMap<String, Column>>> {
+/// The table's columns (None when it does not exist), and whether Citus is installed.
+async fn column_types(table: &QuotedTable, primary: &Target) -> StoreResult<Found> {
   let (rows, _) = primary
     .run(&table.catalog_query(), &[&table.qualified])
     .await?;
+  let citus_installed = rows.first().is_some_and(|r| r.get::<_, bool>(6));
   if !rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
-    return Ok(None);
+    return Ok(Found {
+      columns: None,
+      citus_installed,
+    });
   }
-  Ok(Some(
+  let columns = Some(
     rows
       .iter()
       .filter_map(|r| {
@@ -202,5 +219,36 @@ async fn column_types(
         Some((r.get::<_, Option<String>>(1)?, column))
       })
       .collect(),
-  ))
+  );
+  Ok(Found {
+    columns,
+    citus_installed,
+  })
+}
+
+/// One more catalog query, only where the citus extension is installed.
+async fn is_citus_table(table: &QuotedTable, primary: &Target) -> StoreResult<bool> {
+  let (rows, _) = primary
+    .run(&table.citus_table_query(), &[&table.qualified])
+    .await?;
+  Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+}
+
+/// Distributes the table just created, in a statement of its own once the CREATE has committed.
+/// Another process may have distributed it first: then there is nothing to do.
+async fn distribute(table: &QuotedTable, primary: &Target) -> StoreResult<()> {
+  if is_citus_table(table, primary).await? {
+    return Ok(());
+  }
+  let spec = table.spec();
+  let result = primary
+    .run(
+      &table.distribute_query(),
+      &[&table.qualified, &spec.session_id],
+    )
+    .await;
+  if result.is_err() && is_citus_table(table, primary).await.unwrap_or(false) {
+    return Ok(());
+  }
+  result.map(|_| ())
 }
