@@ -14,7 +14,8 @@ use crate::engine::Engine;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Params;
 use crate::protect::Opened;
-use crate::sql::{Statements, Stmt, CITUS_LOCK_WAIT};
+use crate::sql::{Statements, Stmt, CITUS_LOCK_WAIT, CITUS_SET_ROWS};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 type Finished = Vec<(String, StoreResult<Outcome>)>;
@@ -206,6 +207,10 @@ async fn write_batch(
       .collect()
   };
   match kind {
+    Kind::Set if st.citus => {
+      set_rows(engine, st, items).await?;
+      Ok(done())
+    }
     Kind::Set => {
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
@@ -261,6 +266,44 @@ async fn write_batch(
     }
     Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
   }
+}
+
+/// Citus: sets as multi-row VALUES upserts (`Statements::set_rows`), in chunks of 64, 32, … 1
+/// rows (sorted sids stay sorted), run at once. A chunk that fails fails the batch, whose sessions
+/// then go one by one (a set that already landed lands again, the same).
+async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResult<()> {
+  let mut chunks = Vec::new();
+  let mut rest = items;
+  while !rest.is_empty() {
+    let fits = rest.len().min(CITUS_SET_ROWS);
+    let size = 1 << fits.ilog2();
+    let (chunk, tail) = rest.split_at(size);
+    chunks.push(chunk);
+    rest = tail;
+  }
+  let results = join_all(chunks.into_iter().map(|chunk| async move {
+    let stmt = match chunk.len() {
+      1 => &st.set,
+      n => &st.set_rows[n.trailing_zeros() as usize - 1],
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 4);
+    for item in chunk {
+      if let Work::Set {
+        session_json,
+        expire_at,
+        user_id,
+      } = &item.work
+      {
+        params.extend([&item.sid as &(dyn ToSql + Sync), session_json, expire_at]);
+        if st.has_user {
+          params.push(user_id);
+        }
+      }
+    }
+    run_short(engine, st, stmt, &params).await
+  }))
+  .await;
+  results.into_iter().try_for_each(|r| r.map(|_| ()))
 }
 
 /// A write that gives up on a row lock after the batches' short wait. On Citus that wait is the

@@ -1,5 +1,7 @@
 //! Identifier quoting and the statement text for one (schema, table, columns, column types).
 
+use std::sync::LazyLock;
+
 use tokio_postgres::types::Type;
 
 use crate::error::{StoreError, StoreResult};
@@ -405,6 +407,10 @@ pub struct Statements {
   /// `set`, `touch` and `destroy` of one session that give up on a row lock like the batches:
   /// a batch of one, without the arrays.
   pub set_one: Stmt,
+  /// Citus only (else empty): `set` of 2, 4, 8, … `CITUS_SET_ROWS` sessions as one multi-row
+  /// VALUES upsert (`set_rows[k]` holds 2^(k+1) rows). Citus sends each shard its rows, where the
+  /// unnest of `set_batch` is an INSERT … SELECT it runs through the coordinator.
+  pub set_rows: Vec<Stmt>,
   pub touch_one: Stmt,
   pub destroy_one: Stmt,
   pub touch: Stmt,
@@ -426,6 +432,20 @@ pub struct Statements {
   /// stored ids or null).
   pub destroy_user_sessions: Option<Stmt>,
 }
+
+/// The most sessions one multi-row set carries on Citus (`Statements::set_rows`).
+pub const CITUS_SET_ROWS: usize = 64;
+/// The parameter types of `set_rows`: (sid, data, expiry) or (sid, data, expiry, owner) per row.
+static SET_ROW_TYPES: LazyLock<Vec<Type>> = LazyLock::new(|| {
+  (0..CITUS_SET_ROWS)
+    .flat_map(|_| [Type::TEXT, Type::TEXT, Type::FLOAT8])
+    .collect()
+});
+static SET_ROW_TYPES_USER: LazyLock<Vec<Type>> = LazyLock::new(|| {
+  (0..CITUS_SET_ROWS)
+    .flat_map(|_| [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT])
+    .collect()
+});
 
 /// The first part of a batch statement: a row lock held elsewhere ends the statement after a
 /// short wait instead of holding up every session in the batch. `set_config(…, true)` lasts
@@ -673,6 +693,7 @@ impl Statements {
         ),
         set_types,
       ),
+      set_rows: Vec::new(),
       touch_one: Stmt::new(
         format!(
           "{wait}UPDATE {table} AS s SET {exp} = {} FROM lock_wait WHERE s.{sid} = {one}{touch_guard}",
@@ -749,6 +770,37 @@ impl Statements {
           .replacen("USING lock_wait, ", "USING ", 1)
       };
       s.set_one = s.set.clone();
+      let stride = set_types.len();
+      let row = |i: usize| {
+        let p = |k: usize| format!("${}", i * stride + k);
+        let user_value = match user {
+          Some((_, ty)) => format!(", {}", ty.one(&p(4))),
+          None => String::new(),
+        };
+        format!(
+          "({}, {}::text{cast}, {}{user_value})",
+          sid_type.one(&p(1)),
+          p(2),
+          expire.at(&format!("{}::float8", p(3)))
+        )
+      };
+      let all_types: &'static [Type] = if user.is_some() {
+        &SET_ROW_TYPES_USER
+      } else {
+        &SET_ROW_TYPES
+      };
+      let mut rows = 2;
+      while rows <= CITUS_SET_ROWS {
+        let values: Vec<String> = (0..rows).map(row).collect();
+        s.set_rows.push(Stmt::new(
+          format!(
+            "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES {} {upsert}",
+            values.join(", ")
+          ),
+          &all_types[..rows * stride],
+        ));
+        rows *= 2;
+      }
       s.touch_one = s.touch.clone();
       s.destroy_one = s.destroy.clone();
       s.set_batch.sql = from_lock_wait(&s.set_batch.sql).replacen(
@@ -996,6 +1048,18 @@ mod tests {
       assert_eq!(citus.get.sql, plain.get.sql);
       assert_eq!(citus.get_many.sql, plain.get_many.sql);
       assert_eq!(citus.set.sql, plain.set.sql);
+      assert!(plain.set_rows.is_empty());
+      let two = &citus.set_rows[0];
+      assert!(two.sql.contains("VALUES ($1::text, $2::text::json, "));
+      assert!(two.sql.contains("($5::text, $6::text::json, "));
+      assert!(two
+        .sql
+        .ends_with(&plain.set.sql[plain.set.sql.find(" ON CONFLICT").unwrap()..]));
+      let last = citus.set_rows.last().unwrap();
+      assert_eq!(last.types.len(), CITUS_SET_ROWS * 4);
+      assert!(last
+        .sql
+        .contains(&format!("${}::text)", CITUS_SET_ROWS * 4)));
     }
     let wait = format!("SET LOCAL lock_timeout TO '{BATCH_LOCK_WAIT_MS}ms'");
     assert!(CITUS_LOCK_WAIT.ends_with(&wait));
