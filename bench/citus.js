@@ -6,7 +6,7 @@
 // side in one run. Two workloads, 64 callers each over 10k seeded sessions (bench/store-worker.js,
 // each measurement in a fresh process): a get+set loop (half gets, half sets) and get-only. Runs
 // alternate A B B A per round, so a drift of the machine cancels; prints ops/s of every run, the
-// medians and Citus ÷ plain.
+// medians and Citus ÷ plain. CITUS_SHARDS=n distributes the table in n shards (Citus's default: 32).
 
 const { seedTable, sql, runChild, alternate, median } = require('./lib')
 
@@ -14,6 +14,7 @@ const PLAIN = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/te
 const CITUS = process.env.CITUS_URL
 const seconds = Number(process.argv[2] || 5)
 const rounds = Number(process.argv[3] || 1)
+const SHARDS = process.env.CITUS_SHARDS ? Number(process.env.CITUS_SHARDS) : null
 const SESSIONS = 10000
 const TABLE = { plain: 'bench_citus_plain', citus: 'bench_citus_dist' }
 const URL = { plain: PLAIN, citus: CITUS }
@@ -21,12 +22,13 @@ const WORKLOADS = [
   { name: 'get+set loop', mix: { get: 50, touch: 0, set: 50 } },
   { name: 'get-only', mix: { get: 100, touch: 0, set: 0 } },
 ]
+if (process.env.XSET) WORKLOADS.push({ name: 'set-only', mix: { get: 0, touch: 0, set: 100 } })
 
 async function main () {
   if (!CITUS) throw new Error('CITUS_URL is not set: a Citus coordinator URL (/work/shared/citus/start-cluster.sh WORK_DIR 5451 prints one)')
   await seedTable(PLAIN, TABLE.plain, SESSIONS)
   await seedTable(CITUS, TABLE.citus, SESSIONS)
-  await sql(CITUS, `SELECT create_distributed_table('"${TABLE.citus}"', 'sid')`)
+  await sql(CITUS, `SELECT create_distributed_table('"${TABLE.citus}"', 'sid'${SHARDS ? `, shard_count => ${SHARDS}` : ''})`)
   const { rows } = await sql(CITUS, "SELECT count(*)::int AS n FROM pg_dist_shard WHERE logicalrelid = $1::regclass", [`"${TABLE.citus}"`])
   console.log(`plain: ${PLAIN}\ncitus: ${CITUS} (${rows[0].n} shards)\n${seconds} s per run, ${rounds} round(s) of A B B A, 64 callers, pool of 10\n`)
   const summary = []

@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use tokio_postgres::types::Type;
 
+use crate::citus::Shards;
 use crate::error::{StoreError, StoreResult};
 
 /// PostgreSQL truncates longer identifiers silently; we refuse them instead.
@@ -358,7 +359,7 @@ pub struct Stmt {
 }
 
 impl Stmt {
-  fn new(sql: String, types: &'static [Type]) -> Self {
+  pub(crate) fn new(sql: String, types: &'static [Type]) -> Self {
     let read_only = sql.starts_with("SELECT ") && !sql.contains(" FOR UPDATE");
     Stmt {
       sql,
@@ -396,6 +397,8 @@ pub struct Statements {
   /// `*_batch`) are the plain statements run inside `CITUS_LOCK_WAIT`'s transaction, whose
   /// SET LOCAL Citus passes on to the workers. Prune takes no row locks (see `prune_batch`).
   pub citus: bool,
+  /// Citus, a table hash-distributed on a text sid: its shards, so writes go one shard at a time.
+  pub shards: Option<Shards>,
   pub get: Stmt,
   /// Several gets in one statement: the live rows among the sids, with their sid.
   pub get_many: Stmt,
@@ -647,6 +650,7 @@ impl Statements {
       typed_sid: !sid_type.is_text(),
       has_user: user.is_some(),
       citus: shape.citus,
+      shards: None,
       get: Stmt::new(
         format!(
           "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",

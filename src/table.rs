@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use crate::citus::Shards;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Target;
 use crate::sql::{DataType, ExpireType, QuotedTable, Shape, SidType, Statements};
@@ -191,6 +192,10 @@ async fn inspect(
     },
   );
   statements.batch_gets &= sid.deterministic;
+  // Ids hash as Citus hashes them only as the bytes of a text or varchar value.
+  if citus && sid.deterministic && matches!(sid.typname.as_str(), "text" | "varchar") {
+    statements.shards = shards(&table, &primary).await?;
+  }
   Ok(Arc::new(statements))
 }
 
@@ -232,6 +237,18 @@ async fn is_citus_table(table: &QuotedTable, primary: &Target) -> StoreResult<bo
     .run(&table.citus_table_query(), &[&table.qualified])
     .await?;
   Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+}
+
+/// The shards of a table hash-distributed on the session id column, else None.
+async fn shards(table: &QuotedTable, primary: &Target) -> StoreResult<Option<Shards>> {
+  let (rows, _) = primary
+    .run(
+      &Shards::query(),
+      &[&table.qualified, &table.spec().session_id],
+    )
+    .await?;
+  let mins = rows.first().and_then(|r| r.get::<_, Option<Vec<i32>>>(0));
+  Ok(mins.and_then(Shards::new))
 }
 
 /// Distributes the table just created, in a statement of its own once the CREATE has committed.
