@@ -395,7 +395,7 @@ pub struct Statements {
   /// A Citus table. A `set_config('lock_timeout', …, true)` would bound the coordinator's wait
   /// only, not the workers' where the rows are locked; so the short-wait writes (`*_one`,
   /// `*_batch`) are the plain statements run inside `CITUS_LOCK_WAIT`'s transaction, whose
-  /// SET LOCAL Citus passes on to the workers. Prune takes no row locks (see `prune_batch`).
+  /// SET LOCAL Citus passes on to the workers. Prune picks its batch without FOR UPDATE.
   pub citus: bool,
   /// Citus, a table hash-distributed on a text sid: its shards, so writes go one shard at a time.
   pub shards: Option<Shards>,
