@@ -138,6 +138,11 @@ export interface StoreOptions {
   hashSessionIds?: boolean
   /** Create the table (and schema) on first use when it is missing. */
   createTableIfMissing?: boolean
+  /**
+   * On a Citus coordinator, distribute the table `create_table_if_missing` creates on the
+   * session id column; false keeps it a local table. Default true.
+   */
+  distributeTable?: boolean
   /** false: send every statement unnamed, for PgBouncer in transaction mode. Default true. */
   preparedStatements?: boolean
   /** Connections per server; default 10. */

@@ -94,6 +94,8 @@ declare namespace expressPgSession {
     columns?: Columns
     /** Create the table (and schema) on first use when missing. Default false. */
     createTableIfMissing?: boolean
+    /** On a Citus coordinator, `createTableIfMissing` distributes the table it creates on the session id column; false keeps it a local table. Default true. */
+    distributeTable?: boolean
     /** Seconds a session lives in the database; when given it decides the expiry (over the cookie). */
     ttl?: number | ((sess: any) => number)
     /** Make `touch` a no-op. Default false. */

@@ -127,9 +127,10 @@ test('tombstones end with their guard, by time alone: with pruning off the id ca
   await store.destroy('t')
   await store.set('t', sess('during'))
   assert.equal(await store.get('t'), null, 'a set inside the guard brought the id back')
-  // Two days and an hour later (the guard: the session's expiry plus a day).
+  // Four days and an hour later: the guard (the session's expiry plus a day) ended, and the two
+  // days' margin after it (TOMBSTONE_RECLAIM_SECONDS) too.
   const realNow = Date.now
-  const later = realNow() + 49 * 3600000
+  const later = realNow() + 97 * 3600000
   Date.now = () => later
   try {
     await store.set('t', sess('after', new Date(later + 3600000).toISOString()))

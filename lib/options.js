@@ -11,7 +11,7 @@ const KNOWN_OPTIONS = [
   'pool', 'pgPromise', 'conObject', 'conString', 'replicas', 'schemaName', 'tableName', 'columns',
   'createTableIfMissing', 'ttl', 'disableTouch', 'touchAfter', 'pruneSessionInterval',
   'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
-  'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds',
+  'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds', 'distributeTable',
 ]
 /** setTimeout's longest delay, 2^31-1 ms (about 24.8 days): a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -250,7 +250,7 @@ function protectionFrom (options) {
 function validate (options) {
   if (!isObject(options)) throw badOption('options', 'an object')
   warnUnknown(options)
-  for (const name of ['createTableIfMissing', 'disableTouch', 'preparedStatements', 'connectionEvents', 'tombstones', 'hashSessionIds']) {
+  for (const name of ['createTableIfMissing', 'distributeTable', 'disableTouch', 'preparedStatements', 'connectionEvents', 'tombstones', 'hashSessionIds']) {
     checkType(options, name, 'boolean')
   }
   checkType(options, 'errorLog', 'function')

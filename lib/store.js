@@ -105,6 +105,7 @@ module.exports = function storeClass (Store, NativeStore) {
           ...protectionFrom(options),
           tombstones: options.tombstones !== false,
           createTableIfMissing: !!options.createTableIfMissing,
+          distributeTable: options.distributeTable !== false,
           queryTimeout: options.queryTimeout !== undefined ? options.queryTimeout : primary.queryTimeout,
           preparedStatements: options.preparedStatements !== false,
           pruneBatchSize: options.pruneBatchSize,

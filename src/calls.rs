@@ -60,8 +60,9 @@ pub enum Work {
     expire_at: f64,
     /// The owner, when `columns.user_id` is configured.
     user_id: Option<String>,
-    /// The caller's clock (seconds): a tombstone whose guard ended by then no longer holds.
-    now: f64,
+    /// A tombstone expiring before this (seconds since the epoch) has ended its guard by the
+    /// caller's clock: the set may reclaim its id.
+    tombstones_before: f64,
   },
   Touch {
     expire_at: f64,

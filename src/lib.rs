@@ -7,6 +7,7 @@
 
 mod batch;
 mod calls;
+mod citus;
 mod config;
 mod engine;
 mod error;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{
   Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use futures_util::future::join3;
 use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
@@ -419,9 +420,30 @@ impl Target {
     stmt: &Stmt,
     params: Params<'_>,
   ) -> StoreResult<(Vec<Row>, u64)> {
+    self.run_in(None, stmt, params).await
+  }
+
+  /// `run` inside a transaction that `begin` opens (BEGIN and what follows it, say SET LOCAL),
+  /// committed after the statement; the three go out together, one round trip. If the statement
+  /// fails, the COMMIT rolls back.
+  pub async fn run_in_transaction(
+    self: &Arc<Self>,
+    begin: &str,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
+    self.run_in(Some(begin), stmt, params).await
+  }
+
+  async fn run_in(
+    self: &Arc<Self>,
+    begin: Option<&str>,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
     let mut attempt = 1;
     loop {
-      match self.run_once(stmt, params).await {
+      match self.run_once(begin, stmt, params).await {
         // Every statement the store sends is idempotent, so a retry cannot apply twice. Not
         // while closing: the store ended that connection itself.
         Err(e)
@@ -438,14 +460,22 @@ impl Target {
 
   async fn run_once(
     self: &Arc<Self>,
+    begin: Option<&str>,
     stmt: &Stmt,
     params: Params<'_>,
   ) -> StoreResult<(Vec<Row>, u64)> {
     // Behind a pooler (unnamed statements), no pipelining: a transaction-mode pooler may hand
-    // the next queued statement's server connection to another client.
-    let exclusive = !stmt.read_only || !self.prepared;
+    // the next queued statement's server connection to another client. Nothing queues inside a
+    // transaction either.
+    let exclusive = !stmt.read_only || !self.prepared || begin.is_some();
     let guard = self.lane(exclusive).await?;
-    match tokio::time::timeout(self.query_timeout, self.query(&guard.lane, stmt, params)).await {
+    let query = async {
+      match begin {
+        None => self.query(&guard.lane, stmt, params).await,
+        Some(begin) => self.query_in(&guard.lane, begin, stmt, params).await,
+      }
+    };
+    match tokio::time::timeout(self.query_timeout, query).await {
       Ok(result) => result,
       Err(_) => {
         self.give_up(&guard.lane, exclusive);
@@ -578,6 +608,33 @@ impl Target {
       rows.push(row);
     }
     Ok((rows, stream.rows_affected().unwrap_or(0)))
+  }
+
+  /// `query` between `begin` and COMMIT. Each request goes out when its future is first polled,
+  /// and `join3` polls them in order, so the server receives them in this order, behind only
+  /// the calls already queued on the lane (nothing queues behind an exclusive call). The
+  /// statement is prepared first: a cache miss is a round trip of its own.
+  async fn query_in(
+    &self,
+    lane: &Lane,
+    begin: &str,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<Row>, u64)> {
+    let client = lane.client();
+    if self.prepared {
+      client.prepare_typed_cached(&stmt.sql, stmt.types).await?;
+    }
+    let (opened, result, committed) = join3(
+      client.batch_execute(begin),
+      self.query(lane, stmt, params),
+      client.batch_execute("COMMIT"),
+    )
+    .await;
+    opened?;
+    let result = result?;
+    committed?;
+    Ok(result)
   }
 
   /// Runs DDL text (several statements) outside the prepared-statement path.

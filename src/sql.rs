@@ -1,7 +1,10 @@
 //! Identifier quoting and the statement text for one (schema, table, columns, column types).
 
+use std::sync::LazyLock;
+
 use tokio_postgres::types::Type;
 
+use crate::citus::Shards;
 use crate::error::{StoreError, StoreResult};
 
 /// PostgreSQL truncates longer identifiers silently; we refuse them instead.
@@ -18,6 +21,11 @@ const TOMBSTONE_SHIFT: &str = "interval '1000 years'";
 /// A row expiring before this is a tombstone (sessions expire after 1970; tombstones of
 /// sessions expiring before 2899 land before 1900).
 const TOMBSTONE_FLOOR: &str = "1900-01-01";
+/// A tombstone's guard ends its shift (1000 years) after its expiry; a set reclaims the id once
+/// the tombstone expires before the set's clock minus this many seconds: 1000 years at their
+/// longest (365,243 days) and two days more, so the guard never ends early whatever the time
+/// zone. A plain number: Citus takes only IMMUTABLE functions in an ON CONFLICT's WHERE.
+pub const TOMBSTONE_RECLAIM_SECONDS: f64 = 365_245.0 * 86_400.0;
 /// The earliest expiry a set or touch writes (1901-01-01, seconds since the epoch): an earlier
 /// one would read as a tombstone and block its id. A day's margin over the floor in any zone.
 pub const EARLIEST_EXPIRY_SECONDS: f64 = -2_177_452_800.0;
@@ -119,11 +127,13 @@ impl QuotedTable {
   /// PostgreSQL 12 lack the column (every collation there is deterministic). Existence comes from
   /// pg_class under the statement's snapshot, not from `to_regclass` alone: that one reads the
   /// newest catalog, so a table another process just created would exist with no columns.
+  /// The last column says whether the citus extension is installed (then `citus_table_query`).
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
       "SELECT rel.oid IS NOT NULL, a.attname::text, t.typname::text, \
        coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true), \
-       t.typcategory::text, format_type(a.atttypid, -1) \
+       t.typcategory::text, format_type(a.atttypid, -1), \
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') \
        FROM (SELECT to_regclass($1::text) AS oid) r \
        LEFT JOIN pg_class rel ON rel.oid = r.oid \
        LEFT JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -157,6 +167,28 @@ impl QuotedTable {
       sql.push_str(&self.index_sql(user));
     }
     sql
+  }
+
+  /// Asked only where the citus extension is installed: is the table in Citus's metadata
+  /// (distributed, reference, or a local table Citus manages)? Its statements then take the
+  /// Citus forms (see `Shape::citus`).
+  pub fn citus_table_query(&self) -> Stmt {
+    Stmt::new(
+      "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1::text))"
+        .to_string(),
+      &[Type::TEXT],
+    )
+  }
+
+  /// Distributes the table on its session id column (Citus), after `create_table_sql` in the same
+  /// string, so one transaction creates and distributes it. Names go in as quoted literals.
+  pub fn distribute_sql(&self) -> String {
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!(
+      "SELECT create_distributed_table({}, {});",
+      literal(&self.qualified),
+      literal(&self.spec.session_id)
+    )
   }
 
   /// What to run on an existing table that lacks the `columns.user_id` column.
@@ -295,6 +327,33 @@ impl ExpireType {
       ExpireType::Timestamptz => format!("to_timestamp({seconds})"),
     }
   }
+  /// `at` for seconds read from a column (an unnest's), as Citus takes it: it refuses STABLE
+  /// functions over columns in UPDATE, and the timestamptz → timestamp cast is STABLE. The same
+  /// value: `timezone(zone, timestamptz)` is IMMUTABLE, and the zone is the session's, read once
+  /// on the coordinator.
+  fn at_row(self, seconds: &str, citus: bool) -> String {
+    match self {
+      ExpireType::Timestamp if citus => {
+        format!("timezone(current_setting('TimeZone'), to_timestamp({seconds}))")
+      }
+      _ => self.at(seconds),
+    }
+  }
+  /// `column - TOMBSTONE_SHIFT` unless the row is a tombstone already, without a STABLE function
+  /// over the column (Citus refuses those in UPDATE, and any non-IMMUTABLE one in `CASE` or in
+  /// `DO UPDATE SET`). timestamptz minus an interval is STABLE, so that type shifts as UTC
+  /// wall-clock time: it may land some minutes away from the session-time-zone shift (time
+  /// zones' offsets a thousand years ago), far inside the tombstone's guard of a day or more.
+  fn shifted_back(self, column: &str) -> String {
+    let by = format!(
+      "CASE WHEN {column} < {} THEN interval '0' ELSE {TOMBSTONE_SHIFT} END",
+      self.floor()
+    );
+    match self {
+      ExpireType::Timestamp => format!("{column} - {by}"),
+      ExpireType::Timestamptz => format!("timezone('UTC', timezone('UTC', {column}) - {by})"),
+    }
+  }
 }
 
 /// A statement's text and its parameter types (explicit, so it can also run unnamed).
@@ -307,7 +366,7 @@ pub struct Stmt {
 }
 
 impl Stmt {
-  fn new(sql: String, types: &'static [Type]) -> Self {
+  pub(crate) fn new(sql: String, types: &'static [Type]) -> Self {
     let read_only = sql.starts_with("SELECT ") && !sql.contains(" FOR UPDATE");
     Stmt {
       sql,
@@ -326,6 +385,8 @@ pub struct Shape<'a> {
   /// The `columns.user_id` column's type, when it is configured.
   pub user: Option<&'a SidType>,
   pub tombstones: bool,
+  /// The table is a Citus table: statements in forms Citus runs (see `Statements::citus`).
+  pub citus: bool,
 }
 
 /// Every statement the store runs, built once per store after the column types are known.
@@ -338,6 +399,13 @@ pub struct Statements {
   pub typed_sid: bool,
   /// `set` statements take the owner as a fourth parameter.
   pub has_user: bool,
+  /// A Citus table. A `set_config('lock_timeout', …, true)` would bound the coordinator's wait
+  /// only, not the workers' where the rows are locked; so the short-wait writes (`*_one`,
+  /// `*_batch`) are the plain statements run inside `CITUS_LOCK_WAIT`'s transaction, whose
+  /// SET LOCAL Citus passes on to the workers. Prune picks its batch without FOR UPDATE.
+  pub citus: bool,
+  /// Citus, a table hash-distributed on a text sid: its shards, so writes go one shard at a time.
+  pub shards: Option<Shards>,
   pub get: Stmt,
   /// Several gets in one statement: the rows among the sids live at the earliest caller's
   /// clock, with their sid and expiry.
@@ -350,6 +418,10 @@ pub struct Statements {
   /// `set`, `touch` and `destroy` of one session that give up on a row lock like the batches:
   /// a batch of one, without the arrays.
   pub set_one: Stmt,
+  /// Citus only (else empty): `set` of 2, 4, 8, … `CITUS_SET_ROWS` sessions as one multi-row
+  /// VALUES upsert (`set_rows[k]` holds 2^(k+1) rows). Citus sends each shard its rows, where the
+  /// unnest of `set_batch` is an INSERT … SELECT it runs through the coordinator.
+  pub set_rows: Vec<Stmt>,
   pub touch_one: Stmt,
   pub destroy_one: Stmt,
   pub touch: Stmt,
@@ -372,6 +444,29 @@ pub struct Statements {
   pub destroy_user_sessions: Option<Stmt>,
 }
 
+/// The most sessions one multi-row set carries on Citus (`Statements::set_rows`).
+pub const CITUS_SET_ROWS: usize = 64;
+/// The parameter types of `set_rows`: (sid, data, expiry, clock) or (sid, data, expiry, clock,
+/// owner) per row, as `set` takes them; the tombstone guard reads the first row's clock (`$4`).
+static SET_ROW_TYPES: LazyLock<Vec<Type>> = LazyLock::new(|| {
+  (0..CITUS_SET_ROWS)
+    .flat_map(|_| [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8])
+    .collect()
+});
+static SET_ROW_TYPES_USER: LazyLock<Vec<Type>> = LazyLock::new(|| {
+  (0..CITUS_SET_ROWS)
+    .flat_map(|_| {
+      [
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+      ]
+    })
+    .collect()
+});
+
 /// The first part of a batch statement: a row lock held elsewhere ends the statement after a
 /// short wait instead of holding up every session in the batch. `set_config(…, true)` lasts
 /// for the statement's own transaction only, so it also suits a transaction-mode pooler; the
@@ -381,6 +476,12 @@ fn lock_wait() -> String {
     "WITH lock_wait AS MATERIALIZED (SELECT set_config('lock_timeout', '{BATCH_LOCK_WAIT_MS}ms', true)) "
   )
 }
+
+/// What a Citus write runs in, sent with it in one round trip: a transaction whose SET LOCAL
+/// Citus sends on to every worker transaction it opens (`citus.propagate_set_commands`), so the
+/// short lock wait (`BATCH_LOCK_WAIT_MS`) holds where the rows are locked. COMMIT follows the write.
+pub const CITUS_LOCK_WAIT: &str = "BEGIN; SET LOCAL citus.propagate_set_commands TO 'local'; \
+  SET LOCAL lock_timeout TO '100ms'";
 
 impl Statements {
   pub fn new(t: &QuotedTable, shape: &Shape) -> Self {
@@ -413,13 +514,15 @@ impl Statements {
       None => Default::default(),
     };
     // A set never brings back an id whose tombstone still guards it; once the guard has ended
-    // (by the set's clock, $4) the id is free again. Without tombstones $4 goes unused.
+    // ($4: see TOMBSTONE_RECLAIM_SECONDS) the id is free again. IMMUTABLE functions only: a
+    // timestamp column compares in UTC, a skew of hours inside the two days' margin. Without
+    // tombstones $4 goes unused.
     let guard = if tombstones {
-      format!(
-        " WHERE {} OR s.{exp} < {} - {TOMBSTONE_SHIFT}",
-        alive("s."),
-        expire.at("$4::float8")
-      )
+      let reclaim = match expire {
+        ExpireType::Timestamp => "timezone('UTC', to_timestamp($4::float8))",
+        ExpireType::Timestamptz => "to_timestamp($4::float8)",
+      };
+      format!(" WHERE {} OR s.{exp} < {reclaim}", alive("s."))
     } else {
       " WHERE $4::float8 IS NOT NULL".to_string()
     };
@@ -463,6 +566,17 @@ impl Statements {
     // `guard_end` is the end of the guard, already shifted back; a row that is a tombstone already
     // keeps the later of its two ends.
     let tomb_expiry = |guard_end: &str| {
+      if shape.citus {
+        // The same value, with no STABLE function over a column and none inside the CASE.
+        let last_day = match expire {
+          ExpireType::Timestamp => "'1899-12-31'::timestamp",
+          ExpireType::Timestamptz => "'1899-12-31'::timestamptz",
+        };
+        return format!(
+          "least(greatest({}, {guard_end}), {last_day})",
+          expire.shifted_back(&format!("s.{exp}"))
+        );
+      }
       format!(
         "least(CASE WHEN s.{exp} < {floor} THEN greatest(s.{exp}, {guard_end}) \
          ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, {guard_end}) END, {floor} - interval '1 day')"
@@ -482,6 +596,10 @@ impl Statements {
     let marker = format!("'{TOMBSTONE_DATA}'{cast}");
     let (destroy, destroy_one, destroy_batch) = if tombstones {
       let until = |p: &str| format!("{} - {TOMBSTONE_SHIFT}", expire.at(p));
+      let until_row = format!(
+        "{} - {TOMBSTONE_SHIFT}",
+        expire.at_row("v.until", shape.citus)
+      );
       (
         format!(
           "INSERT INTO {table} AS s ({sid}, {sess}, {exp}) VALUES ({one}, {marker}, {}) {}",
@@ -499,7 +617,7 @@ impl Statements {
           "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}) \
            SELECT v.sid{sid_cast}, {marker}, {} \
            FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, until) {}",
-          until("v.until"),
+          until_row,
           tomb(),
           wait = lock_wait(),
           sid_cast = sid_type.cast
@@ -565,10 +683,12 @@ impl Statements {
       None => (None, None),
     };
     let at_now = expire.at("$1::float8");
-    Statements {
+    let mut statements = Statements {
       batch_gets: sid_type.is_text(),
       typed_sid: !sid_type.is_text(),
       has_user: user.is_some(),
+      citus: shape.citus,
+      shards: None,
       get: Stmt::new(
         format!(
           "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",
@@ -618,6 +738,7 @@ impl Statements {
         ),
         set_types,
       ),
+      set_rows: Vec::new(),
       touch_one: Stmt::new(
         format!(
           "{wait}UPDATE {table} AS s SET {exp} = {} FROM lock_wait WHERE s.{sid} = {one}{touch_guard}",
@@ -680,7 +801,80 @@ impl Statements {
       ),
       user_sessions,
       destroy_user_sessions,
+    };
+    if shape.citus {
+      let s = &mut statements;
+      // The lock wait comes from the transaction the writes run in (`CITUS_LOCK_WAIT`): the
+      // single-row forms are the plain ones, and the batches drop the lock_wait CTE (a CTE Citus
+      // would run on the coordinator first). `= ANY` beside the unnest join lets Citus send an
+      // UPDATE or DELETE to the shards of those ids only.
+      let from_lock_wait = |sql: &str| {
+        sql
+          .replacen(&lock_wait(), "", 1)
+          .replacen("FROM lock_wait, ", "FROM ", 1)
+          .replacen("USING lock_wait, ", "USING ", 1)
+      };
+      s.set_one = s.set.clone();
+      let stride = set_types.len();
+      let row = |i: usize| {
+        let p = |k: usize| format!("${}", i * stride + k);
+        let user_value = match user {
+          Some((_, ty)) => format!(", {}", ty.one(&p(5))),
+          None => String::new(),
+        };
+        format!(
+          "({}, {}::text{cast}, {}{user_value})",
+          sid_type.one(&p(1)),
+          p(2),
+          expire.at(&format!("{}::float8", p(3)))
+        )
+      };
+      let all_types: &'static [Type] = if user.is_some() {
+        &SET_ROW_TYPES_USER
+      } else {
+        &SET_ROW_TYPES
+      };
+      let mut rows = 2;
+      while rows <= CITUS_SET_ROWS {
+        let values: Vec<String> = (0..rows).map(row).collect();
+        s.set_rows.push(Stmt::new(
+          format!(
+            "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES {} {upsert}",
+            values.join(", ")
+          ),
+          &all_types[..rows * stride],
+        ));
+        rows *= 2;
+      }
+      s.touch_one = s.touch.clone();
+      s.destroy_one = s.destroy.clone();
+      s.set_batch.sql = from_lock_wait(&s.set_batch.sql).replacen(
+        &expire.at("v.expire_at"),
+        &expire.at_row("v.expire_at", true),
+        1,
+      );
+      s.touch_batch.sql = format!(
+        "UPDATE {table} AS s SET {exp} = {at} \
+         FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
+         WHERE s.{sid} = v.sid{sid_cast} AND s.{sid} = ANY({many}){touch_guard} RETURNING v.sid",
+        sid_cast = sid_type.cast,
+        at = expire.at_row("v.expire_at", true)
+      );
+      s.destroy_batch.sql = if tombstones {
+        from_lock_wait(&s.destroy_batch.sql)
+      } else {
+        format!(
+          "DELETE FROM {table} AS s USING unnest($1::text[], $2::float8[]) AS v(sid, until) \
+           WHERE s.{sid} = v.sid{sid_cast} AND s.{sid} = ANY({many})",
+          sid_cast = sid_type.cast
+        )
+      };
+      // Citus runs no multi-shard FOR UPDATE. Without SKIP LOCKED a pruner waits on a row
+      // locked elsewhere, then tests its expiry again (the outer test), so it still deletes only
+      // rows that are themselves expired and no live tombstone.
+      s.prune_batch.sql = s.prune_batch.sql.replace(" FOR UPDATE SKIP LOCKED", "");
     }
+    statements
   }
 }
 
@@ -706,6 +900,7 @@ mod tests {
       sid,
       user: None,
       tombstones: true,
+      citus: false,
     }
   }
 
@@ -760,11 +955,11 @@ mod tests {
     let t = QuotedTable::new(spec("t")).unwrap();
     let text = SidType::default();
     let on = Statements::new(&t, &shape(DataType::Json, ExpireType::Timestamp, &text));
-    // A tombstone holds a set back until its guard ends by the set's clock ($4).
+    // A tombstone holds a set back until its guard has ended ($4).
     for stmt in [&on.set, &on.set_one, &on.set_batch] {
       assert!(stmt.sql.ends_with(
         "WHERE s.\"expire\" >= '1900-01-01'::timestamp \
-         OR s.\"expire\" < to_timestamp($4::float8)::timestamp - interval '1000 years'"
+         OR s.\"expire\" < timezone('UTC', to_timestamp($4::float8))"
       ));
     }
     assert!(on
@@ -855,6 +1050,67 @@ mod tests {
     assert!(SidType::from_pg("S", "character varying").is_text());
     // char(n) compares as text: a cast to its type would cut ids.
     assert!(SidType::from_pg("S", "bpchar").is_text());
+  }
+
+  #[test]
+  fn citus_forms_leave_out_what_citus_refuses() {
+    let t = QuotedTable::new(TableSpec {
+      user_id: Some("owner".into()),
+      ..spec("t")
+    })
+    .unwrap();
+    let text = SidType::default();
+    for expire in [ExpireType::Timestamp, ExpireType::Timestamptz] {
+      let plain = Statements::new(
+        &t,
+        &Shape {
+          user: Some(&text),
+          ..shape(DataType::Json, expire, &text)
+        },
+      );
+      let citus = Statements::new(
+        &t,
+        &Shape {
+          user: Some(&text),
+          citus: true,
+          ..shape(DataType::Json, expire, &text)
+        },
+      );
+      assert!(citus.citus && !plain.citus);
+      for stmt in [&citus.set_one, &citus.set_batch, &citus.touch_one] {
+        assert!(!stmt.sql.contains("lock_wait"), "{}", stmt.sql);
+      }
+      assert!(!citus
+        .touch_batch
+        .sql
+        .contains("to_timestamp(v.expire_at)::timestamp"));
+      assert!(citus
+        .touch_batch
+        .sql
+        .contains("AND s.\"sid\" = ANY($1::text[])"));
+      assert!(!citus.prune_batch.sql.contains("FOR UPDATE"));
+      assert!(plain.prune_batch.sql.contains("FOR UPDATE SKIP LOCKED"));
+      let destroy_user = citus.destroy_user_sessions.as_ref().unwrap();
+      assert!(!destroy_user.sql.contains("THEN greatest"));
+      assert!(destroy_user.sql.contains("'1899-12-31'"));
+      assert_eq!(citus.get.sql, plain.get.sql);
+      assert_eq!(citus.get_many.sql, plain.get_many.sql);
+      assert_eq!(citus.set.sql, plain.set.sql);
+      assert!(plain.set_rows.is_empty());
+      let two = &citus.set_rows[0];
+      assert!(two.sql.contains("VALUES ($1::text, $2::text::json, "));
+      assert!(two.sql.contains("($6::text, $7::text::json, "));
+      assert!(two
+        .sql
+        .ends_with(&plain.set.sql[plain.set.sql.find(" ON CONFLICT").unwrap()..]));
+      let last = citus.set_rows.last().unwrap();
+      assert_eq!(last.types.len(), CITUS_SET_ROWS * 5);
+      assert!(last
+        .sql
+        .contains(&format!("${}::text)", CITUS_SET_ROWS * 5)));
+    }
+    let wait = format!("SET LOCAL lock_timeout TO '{BATCH_LOCK_WAIT_MS}ms'");
+    assert!(CITUS_LOCK_WAIT.ends_with(&wait));
   }
 
   #[test]

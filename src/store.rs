@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::pool::Target;
 use crate::protect::Opened;
 use crate::relay::{Answer, Relay};
-use crate::sql::{TableSpec, EARLIEST_EXPIRY_SECONDS};
+use crate::sql::{TableSpec, EARLIEST_EXPIRY_SECONDS, TOMBSTONE_RECLAIM_SECONDS};
 use crate::table::Wants;
 
 /// How long a tombstone keeps a destroyed id from coming back at least, past the session's own
@@ -50,6 +50,9 @@ pub struct StoreOptions {
   pub hash_session_ids: Option<bool>,
   /// Create the table (and schema) on first use when it is missing.
   pub create_table_if_missing: Option<bool>,
+  /// On a Citus coordinator, distribute the table `create_table_if_missing` creates on the
+  /// session id column; false keeps it a local table. Default true.
+  pub distribute_table: Option<bool>,
   /// false: send every statement unnamed, for PgBouncer in transaction mode. Default true.
   pub prepared_statements: Option<bool>,
   /// Connections per server; default 10.
@@ -138,6 +141,7 @@ impl NativeStore {
       },
       wants: Wants {
         create: options.create_table_if_missing.unwrap_or(false),
+        distribute: options.distribute_table.unwrap_or(true),
         tombstones: options.tombstones.unwrap_or(true),
         hashed_ids: options.hash_session_ids.unwrap_or(false),
         sealed: options.secrets.as_ref().is_some_and(|s| !s.is_empty()),
@@ -187,7 +191,7 @@ impl NativeStore {
           session_json,
           expire_at: expiry(expire_at_ms),
           user_id,
-          now: now_ms / 1000.0,
+          tombstones_before: now_ms / 1000.0 - TOMBSTONE_RECLAIM_SECONDS,
         };
         self
           .calls

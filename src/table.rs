@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use crate::citus::Shards;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Target;
 use crate::sql::{DataType, ExpireType, QuotedTable, Shape, SidType, Statements};
@@ -18,6 +19,8 @@ type Lookup = Shared<BoxFuture<'static, StoreResult<Arc<Statements>>>>;
 pub struct Wants {
   /// Create the table (and schema) when it is missing.
   pub create: bool,
+  /// On a Citus coordinator, distribute a table it creates on the session id.
+  pub distribute: bool,
   /// A destroy leaves a tombstone.
   pub tombstones: bool,
   /// Ids are stored hashed: the sid column must hold text.
@@ -41,6 +44,14 @@ struct Column {
   category: String,
   formatted: String,
   deterministic: bool,
+}
+
+/// What the catalog says about the table.
+struct Found {
+  /// None when the table does not exist; else its columns by name.
+  columns: Option<HashMap<String, Column>>,
+  /// The citus extension is installed in the database.
+  citus_installed: bool,
 }
 
 impl Table {
@@ -93,18 +104,29 @@ async fn inspect(
   primary: Arc<Target>,
   wants: Wants,
 ) -> StoreResult<Arc<Statements>> {
-  let mut columns = column_types(&table, &primary).await?;
-  if columns.is_none() && wants.create {
-    match primary.batch(&table.create_table_sql()).await {
+  let mut found = column_types(&table, &primary).await?;
+  if found.columns.is_none() && wants.create {
+    // On Citus the table is created and distributed in one transaction (the string runs as one),
+    // so no other process ever sees it local and builds the plain statements for it.
+    let distributing = found.citus_installed && wants.distribute;
+    let sql = if distributing {
+      format!("{}\n{}", table.create_table_sql(), table.distribute_sql())
+    } else {
+      table.create_table_sql()
+    };
+    match primary.batch(&sql).await {
       // Another process created it between our look and our CREATE: IF NOT EXISTS does not cover
       // a concurrent creation, which fails on the catalog (23505), the name (42P07) or the table's
-      // row type (42710).
+      // row type (42710); on Citus, it may have distributed it first.
       Err(StoreError::Db { sqlstate, .. })
         if matches!(sqlstate.as_str(), "23505" | "42P07" | "42710") => {}
+      Err(_) if distributing && is_citus_table(&table, &primary).await? => {}
       other => other?,
     }
-    columns = column_types(&table, &primary).await?;
+    found = column_types(&table, &primary).await?;
   }
+  let citus = found.citus_installed && is_citus_table(&table, &primary).await?;
+  let columns = found.columns;
   let spec = table.spec();
   let Some(columns) = columns else {
     return Err(StoreError::NoTable(format!(
@@ -172,24 +194,30 @@ async fn inspect(
       sid: &sid_type,
       user: user_type.as_ref(),
       tombstones: wants.tombstones,
+      citus,
     },
   );
   statements.batch_gets &= sid.deterministic;
+  // Ids hash as Citus hashes them only as the bytes of a text or varchar value.
+  if citus && sid.deterministic && matches!(sid.typname.as_str(), "text" | "varchar") {
+    statements.shards = shards(&table, &primary).await?;
+  }
   Ok(Arc::new(statements))
 }
 
-/// None when the table does not exist; else its columns by name.
-async fn column_types(
-  table: &QuotedTable,
-  primary: &Arc<Target>,
-) -> StoreResult<Option<HashMap<String, Column>>> {
+/// The table's columns (None when it does not exist), and whether Citus is installed.
+async fn column_types(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult<Found> {
   let (rows, _) = primary
     .run(&table.catalog_query(), &[&table.qualified])
     .await?;
+  let citus_installed = rows.first().is_some_and(|r| r.get::<_, bool>(6));
   if !rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
-    return Ok(None);
+    return Ok(Found {
+      columns: None,
+      citus_installed,
+    });
   }
-  Ok(Some(
+  let columns = Some(
     rows
       .iter()
       .filter_map(|r| {
@@ -202,5 +230,29 @@ async fn column_types(
         Some((r.get::<_, Option<String>>(1)?, column))
       })
       .collect(),
-  ))
+  );
+  Ok(Found {
+    columns,
+    citus_installed,
+  })
+}
+
+/// One more catalog query, only where the citus extension is installed.
+async fn is_citus_table(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult<bool> {
+  let (rows, _) = primary
+    .run(&table.citus_table_query(), &[&table.qualified])
+    .await?;
+  Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+}
+
+/// The shards of a table hash-distributed on the session id column, else None.
+async fn shards(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult<Option<Shards>> {
+  let (rows, _) = primary
+    .run(
+      &Shards::query(),
+      &[&table.qualified, &table.spec().session_id],
+    )
+    .await?;
+  let mins = rows.first().and_then(|r| r.get::<_, Option<Vec<i32>>>(0));
+  Ok(mins.and_then(Shards::new))
 }

@@ -1,0 +1,201 @@
+'use strict'
+
+// The store on Citus tables distributed on the session id (`create_distributed_table`): batched
+// get / set / touch (several sessions in one statement), destroy with tombstones,
+// destroyUserSessions, pruneSessions() and the prune timer, createTableIfMissing's distribution,
+// and the short lock wait on the workers: a row locked elsewhere must not hold up the unrelated
+// sets of its burst. Needs CITUS_URL, a Citus coordinator (`.ci/run` starts a local cluster with
+// ../shared/citus/start-cluster.sh); without it the file skips, saying why, unless CI is set.
+
+const { test, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { PGStore, uniqueName, withClient } = require('./helpers')
+const { holdLock, within, sleep } = require('./fault-kit')
+
+const CITUS_URL = process.env.CITUS_URL
+if (!CITUS_URL && process.env.CI) {
+  throw new Error('CITUS_URL is not set: under CI the Citus tests must run (.ci/run starts a cluster with ../shared/citus/start-cluster.sh)')
+}
+const skip = CITUS_URL ? false : 'CITUS_URL is not set (a Citus coordinator URL, e.g. from /work/shared/citus/start-cluster.sh; see docs/distributed.md): skipped'
+
+const HOUR = 3600000
+const tables = []
+const stores = []
+
+/** @param {(client: any) => Promise<any>} fn */
+const onCitus = (fn) => withClient(fn, CITUS_URL)
+
+before(async () => {
+  if (skip) return
+  // Unreachable or not Citus: fail here, with the reason, rather than in every test.
+  const { rows } = await onCitus((c) => c.query("SELECT extversion FROM pg_extension WHERE extname = 'citus'"))
+  assert.equal(rows.length, 1, `${CITUS_URL} has no citus extension`)
+})
+
+after(async () => {
+  if (skip) return
+  await Promise.allSettled(stores.map((s) => Promise.race([s.close(), sleep(10000)])))
+  await onCitus(async (c) => {
+    for (const table of tables) await c.query(`DROP TABLE IF EXISTS "${table}" CASCADE`)
+  })
+})
+
+/** @param {Record<string, any>} options */
+function storeOn (table, options = {}) {
+  const store = new PGStore({ conString: CITUS_URL, tableName: table, pruneSessionInterval: false, ...options })
+  stores.push(store)
+  return store
+}
+
+/** A table made by hand and distributed on sid, as docs/distributed.md shows. */
+async function distributedTable (expireType = 'timestamp(6)') {
+  const table = uniqueName('citus')
+  tables.push(table)
+  await onCitus(async (c) => {
+    await c.query(`CREATE TABLE "${table}" (sid varchar NOT NULL COLLATE "default" PRIMARY KEY, sess json NOT NULL,
+      expire ${expireType} NOT NULL, owner varchar NULL)`)
+    await c.query(`CREATE INDEX ON "${table}" (expire)`)
+    await c.query(`SELECT create_distributed_table('"${table}"', 'sid')`)
+  })
+  return table
+}
+
+/** How Citus holds `table`: its partition method ('h' hash) and column, or null. */
+async function distribution (table) {
+  const { rows } = await onCitus((c) => c.query(
+    `SELECT partmethod, column_to_column_name(logicalrelid, partkey) AS col FROM pg_dist_partition
+     WHERE logicalrelid = to_regclass($1)`, [`"${table}"`]))
+  return rows[0] || null
+}
+
+const sess = (/** @type {any} */ n, user = 'u1', expiresMs = Date.now() + HOUR) =>
+  ({ cookie: { expires: new Date(expiresMs).toISOString() }, n, passport: { user } })
+
+test('createTableIfMissing on a Citus coordinator distributes the table on the session id; distributeTable: false keeps it local', { skip, timeout: 60000 }, async () => {
+  const table = uniqueName('citus_made')
+  tables.push(table)
+  const store = storeOn(table, { createTableIfMissing: true, columns: { user_id: 'owner' } })
+  await store.ready()
+  assert.deepEqual(await distribution(table), { partmethod: 'h', col: 'sid' })
+  await store.set('a', sess(1))
+  assert.equal((await store.get('a')).n, 1)
+  // Two stores creating the same table at once: one distributes it, neither fails.
+  const shared = uniqueName('citus_race')
+  tables.push(shared)
+  await Promise.all([storeOn(shared, { createTableIfMissing: true }).ready(), storeOn(shared, { createTableIfMissing: true }).ready()])
+  assert.equal((await distribution(shared)).partmethod, 'h')
+  const local = uniqueName('citus_local')
+  tables.push(local)
+  await storeOn(local, { createTableIfMissing: true, distributeTable: false }).ready()
+  assert.equal(await distribution(local), null)
+})
+
+for (const expireType of ['timestamp(6)', 'timestamptz']) {
+  test(`${expireType}: batched get, set and touch, destroy with tombstones, destroyUserSessions`, { skip, timeout: 60000 }, async () => {
+    const table = await distributedTable(expireType)
+    const store = storeOn(table, { columns: { user_id: 'owner' } })
+    const ids = Array.from({ length: 40 }, (_, i) => `s${i}`)
+    // One tick each: the calls go as batches of several sessions.
+    await Promise.all(ids.map((id, i) => store.set(id, sess(i, i % 2 ? 'odd' : 'even'))))
+    const got = await Promise.all(ids.map((id) => store.get(id)))
+    assert.deepEqual(got.map((s) => s.n), ids.map((_, i) => i))
+    const later = Date.UTC(2031, 0, 2, 3, 4, 5, 678)
+    await Promise.all(ids.map((id, i) => store.touch(id, sess(i, 'x', later))))
+    const { rows } = await onCitus((c) => c.query(
+      `SELECT count(*)::int AS n FROM "${table}" WHERE expire = to_timestamp($1::float8)`, [later / 1000]))
+    assert.equal(rows[0].n, ids.length, 'every touch of the batch wrote the expiry')
+
+    await Promise.all([store.destroy('s0'), store.destroy('s1'), store.destroy('s2')])
+    assert.equal(await store.get('s0'), null)
+    // A late set of a destroyed id does not bring it back (the tombstone's guard).
+    await Promise.all([store.set('s0', sess(100)), store.set('s1', sess(101))])
+    assert.equal(await store.get('s0'), null)
+    assert.equal(await store.get('s1'), null)
+    assert.equal(await store.length(), ids.length - 3)
+
+    const listed = await store.listUserSessions('odd')
+    assert.equal(listed.length, 19) // s1 of the 20 odd ones was destroyed
+    const destroyed = await store.destroyUserSessions('odd', { except: 's3' })
+    assert.equal(destroyed, 18)
+    assert.deepEqual((await store.listUserSessions('odd')).map((s) => s.sid), ['s3'])
+    assert.equal(await store.get('s5'), null)
+    await store.set('s5', sess(5, 'odd'))
+    assert.equal(await store.get('s5'), null, 'a session destroyed by user stays destroyed')
+    assert.equal((await store.get('s4')).n, 4)
+  })
+}
+
+test('the touch batch writes the value the single-row form writes, in the session time zone', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)')
+  const zone = 'America/New_York'
+  const url = `${CITUS_URL}${CITUS_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c TimeZone=${zone}`)}`
+  const store = new PGStore({ conString: url, tableName: table, pruneSessionInterval: false })
+  stores.push(store)
+  const at = Date.UTC(2030, 6, 1, 12, 0, 0, 250)
+  await store.set('one', sess(1))
+  await Promise.all([store.set('a', sess(1)), store.set('b', sess(2))])
+  await store.touch('one', sess(1, 'u1', at)) // alone: the single-row statement
+  await Promise.all([store.touch('a', sess(1, 'u1', at)), store.touch('b', sess(2, 'u1', at))]) // a batch
+  const { rows } = await onCitus((c) => c.query(`SELECT sid, expire::text AS e FROM "${table}" ORDER BY sid`))
+  const local = await onCitus(async (c) => {
+    await c.query(`SET TimeZone = '${zone}'`)
+    return (await c.query('SELECT to_timestamp($1::float8)::timestamp::text AS e', [at / 1000])).rows[0].e
+  })
+  assert.deepEqual(rows, [{ sid: 'a', e: local }, { sid: 'b', e: local }, { sid: 'one', e: local }])
+})
+
+test('pruneSessions() and the prune timer delete expired sessions and ended tombstones, and keep live tombstones', { skip, timeout: 60000 }, async () => {
+  for (const timer of [false, true]) {
+    const table = await distributedTable()
+    await onCitus((c) => c.query(`INSERT INTO "${table}" (sid, sess, expire)
+      SELECT 'live-' || i, '{}'::json, localtimestamp + interval '1 day' FROM generate_series(1, 300) i
+      UNION ALL SELECT 'old-' || i, '{}', localtimestamp - interval '1 day' FROM generate_series(1, 300) i
+      UNION ALL SELECT 'tomb-live-' || i, '{}', localtimestamp - interval '1000 years' + interval '1 day' FROM generate_series(1, 50) i
+      UNION ALL SELECT 'tomb-ended-' || i, '{}', localtimestamp - interval '1000 years' - interval '1 day' FROM generate_series(1, 50) i`))
+    const options = timer ? { pruneSessionInterval: 0.2, pruneSessionRandomizedInterval: false, errorLog: (/** @type {any} */ e) => { throw e } } : {}
+    const store = storeOn(table, { pruneBatchSize: 100, ...options })
+    if (timer) {
+      await store.ready()
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await onCitus((c) => c.query(`SELECT count(*)::int AS n FROM "${table}" WHERE sid LIKE 'old-%' OR sid LIKE 'tomb-ended-%'`))
+        if (rows[0].n === 0) break
+        await sleep(100)
+      }
+    } else {
+      assert.equal(await store.pruneSessions(), 350)
+    }
+    const { rows } = await onCitus((c) => c.query(
+      `SELECT split_part(sid, '-', 1) || CASE WHEN sid LIKE 'tomb-%' THEN '-' || split_part(sid, '-', 2) ELSE '' END AS kind,
+        count(*)::int AS n FROM "${table}" GROUP BY 1 ORDER BY 1`))
+    assert.deepEqual(rows, [{ kind: 'live', n: 300 }, { kind: 'tomb-live', n: 50 }], timer ? 'prune timer' : 'pruneSessions()')
+    await store.close()
+  }
+})
+
+test('a row locked elsewhere for 12 s does not hold up 100 unrelated sets: they finish within 1 s', { skip, timeout: 60000 }, async (t) => {
+  const table = await distributedTable()
+  const store = storeOn(table, { queryTimeout: 20000 })
+  await store.set('locked', sess(0))
+  await Promise.all(Array.from({ length: 100 }, (_, i) => store.set(`free-${i}`, sess(i))))
+  const lock = await holdLock(CITUS_URL, `SELECT sid FROM "${table}" WHERE sid = 'locked' FOR UPDATE`)
+  const releaseAt = setTimeout(() => lock.release(), 12000)
+  try {
+    const started = Date.now()
+    const lockedSet = store.set('locked', sess(1))
+    const others = Array.from({ length: 100 }, (_, i) => store.set(`free-${i}`, sess(1000 + i)))
+    const done = await within(Promise.all(others), 1000)
+    const ms = Date.now() - started
+    assert.ok(!done.hung && !done.err, `the 100 unrelated sets ${done.hung ? 'did not finish within 1 s' : `failed: ${done.err}`}`)
+    t.diagnostic(`100 unrelated sets beside a row locked for 12 s: ${ms} ms`)
+    const free = await store.get('free-7')
+    assert.equal(free.n, 1007)
+    // The locked session's own set waits for the lock, then lands.
+    const locked = await within(lockedSet, 20000)
+    assert.ok(!locked.hung && !locked.err, `the locked session's set: ${locked.hung ? 'hung' : locked.err}`)
+    assert.ok(Date.now() - started >= 11000, 'the locked set waited for the lock')
+    assert.equal((await store.get('locked')).n, 1)
+  } finally {
+    clearTimeout(releaseAt)
+    await lock.release()
+  }
+})

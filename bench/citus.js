@@ -1,0 +1,52 @@
+'use strict'
+
+// `node bench/citus.js [seconds=5] [rounds=1]`: express-pg-session on plain PostgreSQL
+// (DATABASE_URL, default the machine's at 127.0.0.1:5432) and on a Citus table distributed on the
+// session id (CITUS_URL, a coordinator: /work/shared/citus/start-cluster.sh prints one), side by
+// side in one run. Two workloads, 64 callers each over 10k seeded sessions (bench/store-worker.js,
+// each measurement in a fresh process): a get+set loop (half gets, half sets) and get-only. Runs
+// alternate A B B A per round, so a drift of the machine cancels; prints ops/s of every run, the
+// medians and Citus ÷ plain. CITUS_SHARDS=n distributes the table in n shards (Citus's default: 32).
+
+const { seedTable, sql, runChild, alternate, median } = require('./lib')
+
+const PLAIN = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
+const CITUS = process.env.CITUS_URL
+const seconds = Number(process.argv[2] || 5)
+const rounds = Number(process.argv[3] || 1)
+const SHARDS = process.env.CITUS_SHARDS ? Number(process.env.CITUS_SHARDS) : null
+const SESSIONS = 10000
+const TABLE = { plain: 'bench_citus_plain', citus: 'bench_citus_dist' }
+const URL = { plain: PLAIN, citus: CITUS }
+const WORKLOADS = [
+  { name: 'get+set loop', mix: { get: 50, touch: 0, set: 50 } },
+  { name: 'get-only', mix: { get: 100, touch: 0, set: 0 } },
+]
+if (process.env.XSET) WORKLOADS.push({ name: 'set-only', mix: { get: 0, touch: 0, set: 100 } })
+
+async function main () {
+  if (!CITUS) throw new Error('CITUS_URL is not set: a Citus coordinator URL (/work/shared/citus/start-cluster.sh WORK_DIR 5451 prints one)')
+  await seedTable(PLAIN, TABLE.plain, SESSIONS)
+  await seedTable(CITUS, TABLE.citus, SESSIONS)
+  await sql(CITUS, `SELECT create_distributed_table('"${TABLE.citus}"', 'sid'${SHARDS ? `, shard_count => ${SHARDS}` : ''})`)
+  const { rows } = await sql(CITUS, "SELECT count(*)::int AS n FROM pg_dist_shard WHERE logicalrelid = $1::regclass", [`"${TABLE.citus}"`])
+  console.log(`plain: ${PLAIN}\ncitus: ${CITUS} (${rows[0].n} shards)\n${seconds} s per run, ${rounds} round(s) of A B B A, 64 callers, pool of 10\n`)
+  const summary = []
+  for (const { name, mix } of WORKLOADS) {
+    const ops = { plain: [], citus: [] }
+    for (const where of alternate('plain', 'citus', rounds)) {
+      const r = await runChild('store-worker.js', {
+        kind: 'ours', url: URL[where], table: TABLE[where], concurrency: 64, sessions: SESSIONS, mix, durationMs: seconds * 1000,
+      })
+      ops[where].push(r.opsPerSec)
+      console.log(`  ${name.padEnd(13)} ${where.padEnd(5)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s  p50 ${(r.p50 / 1000).toFixed(1)} ms  p99 ${(r.p99 / 1000).toFixed(1)} ms`)
+    }
+    summary.push({ name, plain: median(ops.plain), citus: median(ops.citus) })
+  }
+  console.log('\nworkload        plain ops/s   citus ops/s   citus ÷ plain')
+  for (const s of summary) {
+    console.log(`${s.name.padEnd(14)} ${s.plain.toFixed(0).padStart(12)} ${s.citus.toFixed(0).padStart(13)} ${(s.citus / s.plain).toFixed(3).padStart(15)}`)
+  }
+}
+
+main().catch((err) => { console.error(err); process.exit(1) })
