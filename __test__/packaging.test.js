@@ -242,3 +242,8 @@ test('with the binary in its per-platform package (npm/<platform>), the installe
   assert.equal(out.loaded.length, 1)
   assert.ok(out.loaded[0].includes(`node_modules/express-pg-session-${platform}/${binary}`), out.loaded[0])
 })
+
+test('the README stays a door, not a manual: at most 16 KB (depth goes to docs/)', () => {
+  const bytes = fs.statSync(path.join(ROOT, 'README.md')).size
+  assert.ok(bytes <= 16 * 1024, `README.md is ${bytes} bytes; move depth to docs/`)
+})
