@@ -369,12 +369,20 @@ impl Target {
         return Err(err);
       }
     };
-    self.connected(Ok(()));
     let backend = if self.prepared {
-      Some(self.backend(&client).await?)
+      match self.backend(&client).await {
+        Ok(backend) => Some(backend),
+        Err(e) => {
+          // A connection that does not answer its first statement is not kept (nor pooled).
+          drop(Object::take(client));
+          self.connected(Err(&e));
+          return Err(e);
+        }
+      }
     } else {
       None
     };
+    self.connected(Ok(()));
     let lane = Arc::new(Lane {
       client: Some(client),
       dead: AtomicBool::new(false),
@@ -494,15 +502,23 @@ impl Target {
   /// carried a write (`wrote`), its backend is also ended from another connection, since a
   /// cancel does not take back bytes already sent (see `settled`).
   fn give_up(self: &Arc<Self>, lane: &Arc<Lane>, wrote: bool) {
-    if lane.dead.swap(true, Ordering::AcqRel) {
+    if !self.retire(lane) {
       return;
-    }
-    if let Ok(mut lanes) = self.lanes.lock() {
-      lanes.open.retain(|open| !Arc::ptr_eq(open, lane));
     }
     if let (true, Some(backend)) = (wrote, lane.backend.clone()) {
       self.ending.fetch_add(1, Ordering::AcqRel);
       tokio::spawn(self.clone().end_backend(backend));
+    }
+  }
+
+  /// Takes a lane whose statement ran out of time out of use and asks the server to cancel that
+  /// statement (best effort, bounded); false when it was retired already.
+  fn retire(&self, lane: &Arc<Lane>) -> bool {
+    if lane.dead.swap(true, Ordering::AcqRel) {
+      return false;
+    }
+    if let Ok(mut lanes) = self.lanes.lock() {
+      lanes.open.retain(|open| !Arc::ptr_eq(open, lane));
     }
     let cancel = lane.client().cancel_token();
     let tls = self.tls.clone();
@@ -511,6 +527,7 @@ impl Target {
       let _ = tokio::time::timeout(bound, cancel.cancel_query(tls)).await;
     });
     self.changed.notify_waiters();
+    true
   }
 
   /// Ends `backend` and waits until the server no longer lists it, trying again while the
@@ -551,7 +568,8 @@ impl Target {
     match tokio::time::timeout(self.query_timeout, attempt).await {
       Ok(result) => result,
       Err(_) => {
-        drop(guard);
+        // Its connection has an unanswered statement queued: nothing may pipeline behind it.
+        self.retire(&guard.lane);
         Ok(false)
       }
     }
