@@ -19,9 +19,9 @@ export declare class NativeStore {
   /** Starts a `get`: `deliver` receives the stored JSON text of the live session, or null. */
   startGet(id: number, sid: string, nowMs: number): void
   /** Starts an upsert of one session: `deliver` receives null once it is stored. */
-  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number, userId: string | undefined | null, nowMs: number): void
+  startSet(id: number, sid: string, sessionJson: string, expireAtMs: number, userId: string | undefined | null, nowMs: number, extra?: Array<string | undefined | null> | undefined | null): void
   /** Starts moving a session's expiry: `deliver` receives true when the session exists. */
-  startTouch(id: number, sid: string, expireAtMs: number): void
+  startTouch(id: number, sid: string, expireAtMs: number, nowMs: number): void
   /**
    * A touch the shim skips (within the touch bound): true when it is queued behind the
    * session's pending calls and `deliver` will answer it after them; false when none are
@@ -130,6 +130,17 @@ export interface StoreOptions {
   expireColumn?: string
   /** Owner column, for listUserSessions / destroyUserSessions; default none. */
   userIdColumn?: string
+  /** When the session was first saved (`columns.created_at`); default none. */
+  createdAtColumn?: string
+  /** The clock of the last set or written touch (`columns.last_seen`); default none. */
+  lastSeenColumn?: string
+  /**
+   * Columns a set fills with values JS takes from the session (`extraColumns`), in the order
+   * `start_set` gives their values.
+   */
+  extraColumns?: Array<string>
+  /** A session older than its created_at plus this many ms reads as missing (`maxLifetime`). */
+  maxLifetime?: number
   /** A destroyed id stays destroyed (a tombstone row) against late writes; default true. */
   tombstones?: boolean
   /** Seal session data with AES-256-GCM; the first secret seals, every one opens. */
@@ -187,4 +198,10 @@ export interface UserSessionRow {
   data: string
   /** When it expires, in ms since the epoch. */
   expires: number
+  /** `columns.created_at` in ms since the epoch (none when not configured or not yet written). */
+  createdAt?: number
+  /** `columns.last_seen` in ms since the epoch, likewise. */
+  lastSeen?: number
+  /** The `extraColumns` as a JSON object's text, when configured. */
+  extra?: string
 }

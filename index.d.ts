@@ -58,7 +58,17 @@ declare namespace expressPgSession {
     expire?: string
     /** The owner column, for listUserSessions/destroyUserSessions (filled by `userId`). Default: none. */
     user_id?: string
+    /** When the session was first saved (timestamp or timestamptz); kept by later saves. Needed by `maxLifetime`. Default: none. */
+    created_at?: string
+    /** When the session was last saved or touched in the database (timestamp or timestamptz), as fresh as `touchAfter` allows. Default: none. */
+    last_seen?: string
   }
+
+  /** What an `extraColumns` function may give: undefined stores NULL; anything else fails that set (`ERR_PG_SESSION_EXTRA_COLUMN`). */
+  type ExtraColumnValue = string | number | bigint | boolean | null | undefined
+
+  /** An extra column's value as listUserSessions reads it back (a text column gives strings). */
+  type ExtraColumnResult = string | number | boolean | null
 
   interface DestroyUserSessionsOptions {
     /** Keep this session (the current one: `req.sessionID`). */
@@ -73,6 +83,12 @@ declare namespace expressPgSession {
     sid: string
     session: SessionData
     expires: Date
+    /** With `columns.created_at`: when the session was first saved; null for a row written before the column existed. */
+    createdAt?: Date | null
+    /** With `columns.last_seen`: its last save or touch that reached the database; null for a row written before the column existed. */
+    lastSeen?: Date | null
+    /** With `extraColumns`: each column's value, as the column holds it. */
+    extra?: { [column: string]: ExtraColumnResult }
   }
 
   interface Options {
@@ -130,6 +146,16 @@ declare namespace expressPgSession {
     secret?: string | string[]
     /** Stores the SHA-256 of each session id, never the id itself. Default false. */
     hashSessionIds?: boolean
+    /**
+     * Columns filled from the session on every set, e.g. `{ user_agent: (s) => s.device?.ua ?? null }`.
+     * Stored in clear, also with `secret`: keep secrets out. Default: none.
+     */
+    extraColumns?: { [column: string]: (sess: SessionData) => ExtraColumnValue }
+    /**
+     * Absolute timeout in milliseconds (1 to 100 years): a session older than `columns.created_at` plus this reads
+     * as missing, whatever its touches did; prune turns it into a tombstone. Needs `columns.created_at`. Default: none.
+     */
+    maxLifetime?: number
   }
 
   type Callback<T> = (err: Error | null, value?: T) => void
@@ -156,7 +182,7 @@ declare namespace expressPgSession {
     length (): Promise<number>
     clear (cb: (err?: Error | null) => void): void
     clear (): Promise<void>
-    /** The live sessions of one user (`columns.user_id`), the latest expiry first. */
+    /** The live sessions of one user (`columns.user_id`): the latest `last_seen` first when configured, else the latest expiry first. */
     listUserSessions (userId: string | number | bigint, cb: Callback<UserSession[]>): void
     listUserSessions (userId: string | number | bigint): Promise<UserSession[]>
     /** Destroys the live sessions of one user: all but `except` (a session id, as `req.sessionID`), or only `sids` (ids as listUserSessions gives them); the value is how many. */
@@ -198,6 +224,7 @@ declare namespace expressPgSession {
     | 'ERR_PG_SESSION_NO_TABLE'
     | 'ERR_PG_SESSION_SCHEMA'
     | 'ERR_PG_SESSION_ENCRYPT'
+    | 'ERR_PG_SESSION_EXTRA_COLUMN'
     | 'ERR_PG_SESSION_NO_BINARY'
 
   type StoreStatsResult = StoreStats

@@ -12,11 +12,13 @@ declare namespace koaPgSession {
   }
 
   /** The Express store's options (docs/options.md); `ttl` is the expiry of `maxAge: 'session'` sessions. */
-  interface Options extends Omit<expressPgSession.Options, 'userId' | 'ttl'> {
+  interface Options extends Omit<expressPgSession.Options, 'userId' | 'ttl' | 'extraColumns'> {
     /** Seconds a `maxAge: 'session'` session lives in the database. Default one day. A number maxAge always decides. */
     ttl?: number | ((sess: KoaSessionData) => number)
     /** The user a session belongs to, written to `columns.user_id` on every set. */
     userId?: (sess: KoaSessionData) => string | number | bigint | null | undefined
+    /** Columns filled from the session at each set (docs/options.md), e.g. `{ user_agent: (s) => s.ua }`. */
+    extraColumns?: { [column: string]: (sess: KoaSessionData) => expressPgSession.ExtraColumnValue }
   }
 
   type ConnectionConfig = expressPgSession.ConnectionConfig
@@ -31,6 +33,12 @@ declare namespace koaPgSession {
     sid: string
     session: KoaSessionData
     expires: Date
+    /** With `columns.created_at`: when the session was first saved; null for a row written before the column existed. */
+    createdAt?: Date | null
+    /** With `columns.last_seen`: its last save or touch that reached the database; null for a row written before the column existed. */
+    lastSeen?: Date | null
+    /** With `extraColumns`: each column's value, as the column holds it. */
+    extra?: { [column: string]: expressPgSession.ExtraColumnResult }
   }
 
   type Callback<T> = (err: Error | null, value?: T) => void

@@ -199,3 +199,49 @@ test('a row locked elsewhere for 12 s does not hold up 100 unrelated sets: they 
     await lock.release()
   }
 })
+
+test('devices: created_at, last_seen, extra columns and maxLifetime on a distributed table (batched sets and touches, list, prune)', { skip, timeout: 60000 }, async () => {
+  const table = uniqueName('citus_devices')
+  tables.push(table)
+  const store = storeOn(table, {
+    createTableIfMissing: true,
+    touchAfter: 0,
+    columns: { user_id: 'owner', created_at: 'created_at', last_seen: 'last_seen' },
+    userId: (/** @type {any} */ s) => s.user,
+    extraColumns: { user_agent: (/** @type {any} */ s) => s.ua, logins: (/** @type {any} */ s) => s.n },
+    maxLifetime: 2500,
+  })
+  const device = (/** @type {number} */ i, extra = {}) => ({ ...sess(i), user: 'u1', ua: `agent-${i}`, ...extra })
+  // Concurrent sets share multi-row statements (Citus's per-shard VALUES form).
+  await Promise.all(Array.from({ length: 12 }, (_, i) => store.set(`dev-${i}`, device(i))))
+  const distributed = await onCitus((c) => c.query('SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::regclass', [table]))
+  assert.equal(distributed.rowCount, 1, 'createTableIfMissing distributed the table')
+  const first = await store.listUserSessions('u1')
+  assert.equal(first.length, 12)
+  assert.deepEqual(first.map((r) => r.extra.user_agent).sort(), Array.from({ length: 12 }, (_, i) => `agent-${i}`).sort())
+  assert.ok(first.every((r) => r.createdAt instanceof Date && r.lastSeen instanceof Date))
+  await sleep(200)
+  // Concurrent touches (batched) move last_seen; a second set keeps created_at.
+  await Promise.all(Array.from({ length: 6 }, (_, i) => store.touch(`dev-${i}`, sess(i))))
+  await store.set('dev-11', device(11, { ua: 'agent-11b' }))
+  const later = new Map((await store.listUserSessions('u1')).map((r) => [r.sid, r]))
+  const before = new Map(first.map((r) => [r.sid, r]))
+  for (const i of [0, 5, 11]) {
+    assert.ok(later.get(`dev-${i}`).lastSeen > before.get(`dev-${i}`).lastSeen, `dev-${i}'s last_seen moved`)
+    assert.equal(later.get(`dev-${i}`).createdAt.getTime(), before.get(`dev-${i}`).createdAt.getTime())
+  }
+  assert.equal(later.get('dev-11').extra.user_agent, 'agent-11b')
+  assert.equal(later.get('dev-8').lastSeen.getTime(), before.get('dev-8').lastSeen.getTime())
+  assert.equal(await store.destroyUserSessions('u1', { except: 'dev-0' }), 11)
+  assert.deepEqual((await store.listUserSessions('u1')).map((r) => r.sid), ['dev-0'])
+  // Past maxLifetime: missing whatever its touches did; prune turns it into a tombstone.
+  await store.set('dev-aged', device(99))
+  await sleep(2600)
+  await store.touch('dev-aged', sess(99))
+  assert.equal(await store.get('dev-aged'), null)
+  assert.ok(await store.pruneSessions() >= 2)
+  const { rows } = await onCitus((c) => c.query(`SELECT user_agent, owner, created_at, expire < '1900-01-01' AS tomb FROM "${table}" WHERE sid = 'dev-aged'`))
+  assert.deepEqual(rows, [{ user_agent: null, owner: null, created_at: null, tomb: true }])
+  await store.set('dev-aged', device(100))
+  assert.equal(await store.get('dev-aged'), null, 'a late write does not bring an aged session back')
+})

@@ -56,7 +56,8 @@ async function sql (url, text, params) {
 
 /**
  * A store of the given kind with a pool of `max`: 'ours', 'eager' (ours with touchAfter: 0),
- * 'sealed' (ours with `secret`: data encrypted at rest),
+ * 'sealed' (ours with `secret`: data encrypted at rest), 'devices' (ours with every issue-21 option:
+ * owner, created_at, last_seen, two extra columns, maxLifetime; its table needs those columns),
  * 'cps' (connect-pg-simple + pg), 'redis'
  * (connect-redis + node-redis on `redisUrl`, one connection as its README sets it up) or 'memory'.
  * `ready` settles once the store can take calls (node-redis refuses commands before connect()).
@@ -65,11 +66,11 @@ async function sql (url, text, params) {
 function makeStore (kind, { url, table, max = 10, redisUrl }) {
   const session = require('express-session')
   const ready = Promise.resolve()
-  if (kind === 'ours' || kind === 'eager' || kind === 'sealed') {
+  if (kind === 'ours' || kind === 'eager' || kind === 'sealed' || kind === 'devices') {
     const PGStore = require('..')(session)
     // eager: every touch written (touchAfter: 0), the default's bounded skipping off.
     // sealed: the same store with encryption at rest on.
-    const extra = kind === 'eager' ? { touchAfter: 0 } : kind === 'sealed' ? { secret: SEALED_SECRET } : {}
+    const extra = kind === 'eager' ? { touchAfter: 0 } : kind === 'sealed' ? { secret: SEALED_SECRET } : kind === 'devices' ? DEVICES_OPTIONS : {}
     const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...extra })
     return { store, close: () => store.close(), ready }
   }
@@ -95,10 +96,18 @@ function makeStore (kind, { url, table, max = 10, redisUrl }) {
   throw new Error(`unknown store kind ${kind}`)
 }
 
+/** The 'devices' contender's options (bench/devices.js adds the columns to its table). */
+const DEVICES_OPTIONS = {
+  columns: { user_id: 'uid', created_at: 'created_at', last_seen: 'last_seen' },
+  userId: (/** @type {any} */ s) => s.userId,
+  extraColumns: { ip: () => '203.0.113.7', user_agent: (/** @type {any} */ s) => `bench/${s.roles[0]}` },
+  maxLifetime: 30 * 86400 * 1000,
+}
+
 /** The 'sealed' contender's secret (a benchmark's, not a real one). */
 const SEALED_SECRET = 'benchmark secret: 32 random chars'
 
-const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', sealed: 'express-pg-session, secret (encrypted)', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
+const LABELS = { ours: 'express-pg-session', eager: 'express-pg-session, touchAfter: 0', sealed: 'express-pg-session, secret (encrypted)', devices: 'express-pg-session, devices options', cps: 'connect-pg-simple', redis: 'connect-redis + Redis', memory: 'MemoryStore' }
 
 /**
  * Runs `node file` with `input` as JSON in argv; resolves the JSON the child prints last.

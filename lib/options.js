@@ -6,12 +6,15 @@
 
 const { badOption } = require('./errors')
 
-const COLUMN_KEYS = ['session_id', 'session_data', 'expire', 'user_id']
+const COLUMN_KEYS = ['session_id', 'session_data', 'expire', 'user_id', 'created_at', 'last_seen']
+/** At most this many `extraColumns` (each is a parameter of every set). */
+const MAX_EXTRA_COLUMNS = 20
 const KNOWN_OPTIONS = [
   'pool', 'pgPromise', 'conObject', 'conString', 'replicas', 'schemaName', 'tableName', 'columns',
   'createTableIfMissing', 'ttl', 'disableTouch', 'touchAfter', 'pruneSessionInterval',
   'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
   'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds', 'distributeTable',
+  'extraColumns', 'maxLifetime',
 ]
 /** setTimeout's longest delay, 2^31-1 ms (about 24.8 days): a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -36,6 +39,7 @@ const RANGES = {
   ttl: { min: 0, max: MAX_TTL_SECONDS, unit: 'seconds', note: '100 years' },
   touchAfter: { min: 0, max: MAX_TIMER_MS / 1000, unit: 'seconds', note: 'about 24.8 days' },
   pruneSessionInterval: { min: 0, max: MAX_TIMER_MS / 1000, unit: 'seconds', note: 'about 24.8 days; 0: the default, 60' },
+  maxLifetime: { min: 1, max: MAX_TTL_SECONDS * 1000, integer: true, unit: 'milliseconds', note: '100 years' },
 }
 
 /**
@@ -229,6 +233,10 @@ function tableFrom (options) {
     sessionDataColumn: columns.session_data || 'sess',
     expireColumn: columns.expire || 'expire',
     userIdColumn: columns.user_id,
+    createdAtColumn: columns.created_at,
+    lastSeenColumn: columns.last_seen,
+    extraColumns: options.extraColumns === undefined ? undefined : Object.keys(options.extraColumns),
+    maxLifetime: options.maxLifetime,
   }
 }
 
@@ -273,6 +281,20 @@ function validate (options) {
   }
   if (options.replicas !== undefined && !Array.isArray(options.replicas)) throw badOption('replicas', 'an array of connection strings or pg config objects')
   numberOption(options.pruneBatchSize, 'pruneBatchSize')
+  numberOption(options.maxLifetime, 'maxLifetime')
+  if (options.maxLifetime !== undefined && !(isObject(options.columns) && options.columns.created_at)) {
+    throw badOption('maxLifetime', 'used with `columns.created_at` (the column it is judged by)')
+  }
+  const extra = options.extraColumns
+  if (extra !== undefined) {
+    const expected = `an object of at most ${MAX_EXTRA_COLUMNS} column names, each with a function (session) => string | number | boolean | null`
+    if (!isObject(extra)) throw badOption('extraColumns', expected)
+    const names = Object.keys(extra)
+    if (names.length > MAX_EXTRA_COLUMNS) throw badOption('extraColumns', expected, { got: `${names.length} columns`, Kind: RangeError })
+    for (const name of names) {
+      if (typeof extra[name] !== 'function') throw badOption(`extraColumns.${name}`, 'a function (session) => string | number | boolean | null')
+    }
+  }
 }
 
 module.exports = { isObject, connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, describe, MAX_TIMER_MS, MAX_TTL_SECONDS }

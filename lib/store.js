@@ -89,6 +89,8 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @type {NodeJS.Timeout | undefined} */ #probeTimer
     /** @type {((sess: any) => unknown) | undefined} fills `columns.user_id` */ #userId
     /** @type {boolean} */ #unreadableLogged = false
+    /** @type {[string, (sess: any) => unknown][] | undefined} `extraColumns`, in the order sent */ #extras
+    /** @type {{ createdAt: boolean, lastSeen: boolean }} the time columns configured */ #times
 
     /** @param {Record<string, any>} [options] */
     constructor (options = {}) {
@@ -113,6 +115,8 @@ module.exports = function storeClass (Store, NativeStore) {
       } catch (err) {
         throw fromNative(err)
       }
+      this.#extras = options.extraColumns && Object.entries(options.extraColumns)
+      this.#times = { createdAt: !!table.createdAtColumn, lastSeen: !!table.lastSeenColumn }
       if (table.userIdColumn) {
         // passport keeps what serializeUser gave at session.passport.user.
         this.#userId = options.userId || ((/** @type {any} */ sess) => sess && sess.passport ? sess.passport.user : null)
@@ -236,6 +240,28 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
+     * The `extraColumns` values of a session, as text (null for null/undefined); undefined when
+     * none are configured. A function that throws or gives another type fails the set, with a
+     * message naming the column and never the value.
+     * @param {any} sess @returns {(string | null)[] | undefined}
+     */
+    #extraValues (sess) {
+      if (!this.#extras) return undefined
+      return this.#extras.map(([name, fn]) => {
+        let value
+        try {
+          value = fn(sess)
+        } catch (cause) {
+          throw codedError('ERR_PG_SESSION_EXTRA_COLUMN', `express-pg-session: \`extraColumns.${name}\` threw; the session was not saved`, Error, cause)
+        }
+        if (value === null || value === undefined) return null
+        if (typeof value === 'string' && !value.includes('\u0000')) return value
+        if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+        throw codedError('ERR_PG_SESSION_EXTRA_COLUMN', `express-pg-session: \`extraColumns.${name}\` must return a string (without NUL), a finite number, a boolean or null, got ${Array.isArray(value) ? 'an array' : typeof value}; the session was not saved`, TypeError)
+      })
+    }
+
+    /**
      * True when a touch to `expireAt` need not be written (and a set may keep the expiry it
      * wrote): the expiry this store wrote for the session (and had acknowledged) is at most that
      * new one, and less than the bound behind it.
@@ -349,7 +375,7 @@ module.exports = function storeClass (Store, NativeStore) {
         // The expiry written before, unchanged within the touch bound: the row's indexed expiry
         // then stays the same and PostgreSQL can update the row in place (a HOT update).
         if (this.#touchCanWait(sid, expireAt)) expireAt = /** @type {number} */ (this.#lastWrite.get(sid))
-        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess), Date.now())
+        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess), Date.now(), this.#extraValues(sess))
       }, (_, reply) => {
         this.#rememberWrite(sid, expireAt)
         reply(null)
@@ -375,7 +401,7 @@ module.exports = function storeClass (Store, NativeStore) {
           if (!this.#native.startSkippedTouch(id, sid)) calls.deliver([id, null])
           return
         }
-        this.#native.startTouch(id, sid, expireAt)
+        this.#native.startTouch(id, sid, expireAt, Date.now())
       }, (found, reply) => {
         if (found && !skipped) this.#rememberWrite(sid, expireAt)
         reply(null)
@@ -408,17 +434,25 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
-     * The live sessions of one user (`columns.user_id`), the latest expiry first.
+     * The live sessions of one user (`columns.user_id`), the latest activity first (last_seen
+     * when configured, else expiry); with createdAt, lastSeen and extra when configured.
      * @param {string | number | bigint} userId
-     * @param {(err: Error | null, sessions?: { sid: string, session: any, expires: Date }[]) => void} [cb]
+     * @param {(err: Error | null, sessions?: Record<string, any>[]) => void} [cb]
      */
     listUserSessions (userId, cb) {
       return settle(this.#call(async () => {
         const rows = await this.#native.listUserSessions(userText(userId), Date.now())
+        const date = (/** @type {number | null | undefined} */ ms) => ms === null || ms === undefined ? null : new Date(ms)
         const sessions = []
         for (const row of rows) {
           const session = this.#parse(row.data)
-          if (session !== undefined && session !== null) sessions.push({ sid: row.sid, session, expires: new Date(row.expires) })
+          if (session === undefined || session === null) continue
+          /** @type {Record<string, any>} */
+          const listed = { sid: row.sid, session, expires: new Date(row.expires) }
+          if (this.#times.createdAt) listed.createdAt = date(row.createdAt)
+          if (this.#times.lastSeen) listed.lastSeen = date(row.lastSeen)
+          if (this.#extras) listed.extra = row.extra ? JSON.parse(row.extra) : {}
+          sessions.push(listed)
         }
         return sessions
       }), cb)

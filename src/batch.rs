@@ -246,9 +246,12 @@ async fn write_batch(
       Ok(done())
     }
     Kind::Set => {
+      let layout = st.set_layout;
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
       let mut users = Vec::with_capacity(items.len());
+      let mut nows = Vec::with_capacity(items.len());
+      let mut extras: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(items.len()); layout.extras];
       // The earliest of the batch: a tombstone's guard has ended for all of them then.
       let mut reclaim = f64::INFINITY;
       for item in items {
@@ -257,27 +260,41 @@ async fn write_batch(
           expire_at,
           user_id,
           tombstones_before,
+          now,
+          extra,
         } = &item.work
         {
           jsons.push(session_json.as_str());
           expire_ats.push(*expire_at);
           users.push(user_id.as_deref());
+          nows.push(*now);
+          for (column, value) in extras.iter_mut().zip(extra) {
+            column.push(value.as_deref());
+          }
           reclaim = reclaim.min(*tombstones_before);
         }
       }
-      let params: Params = &[&sids, &jsons, &expire_ats, &reclaim, &users];
-      run_short(engine, st, &st.set_batch, set_params(st, params)).await?;
+      let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sids, &jsons, &expire_ats, &reclaim];
+      if layout.user {
+        params.push(&users);
+      }
+      if layout.clock {
+        params.push(&nows);
+      }
+      params.extend(extras.iter().map(|e| e as &(dyn ToSql + Sync)));
+      run_short(engine, st, &st.set_batch, &params).await?;
       Ok(done())
     }
     Kind::Touch => {
-      let expire_ats: Vec<f64> = items
+      let (expire_ats, nows): (Vec<f64>, Vec<f64>) = items
         .iter()
         .map(|i| match i.work {
-          Work::Touch { expire_at } => expire_at,
-          _ => f64::NAN,
+          Work::Touch { expire_at, now } => (expire_at, now),
+          _ => (f64::NAN, f64::NAN),
         })
-        .collect();
-      let params: Params = &[&sids, &expire_ats];
+        .unzip();
+      let params: Params = &[&sids, &expire_ats, &nows];
+      let params = &params[..if st.touch_clock { 3 } else { 2 }];
       let (rows, _) = run_short(engine, st, &st.touch_batch, params).await?;
       let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
       Ok(
@@ -327,25 +344,9 @@ async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResu
       1 => &st.set,
       n => &st.set_rows[n.trailing_zeros() as usize - 1],
     };
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 5);
+    let mut params = Vec::with_capacity(chunk.len() * st.set_layout.stride());
     for item in chunk {
-      if let Work::Set {
-        session_json,
-        expire_at,
-        user_id,
-        tombstones_before,
-      } = &item.work
-      {
-        params.extend([
-          &item.sid as &(dyn ToSql + Sync),
-          session_json,
-          expire_at,
-          tombstones_before,
-        ]);
-        if st.has_user {
-          params.push(user_id);
-        }
-      }
+      push_set_params(st, &item.sid, &item.work, &mut params);
     }
     run_short(engine, st, stmt, &params).await
   }))
@@ -396,12 +397,36 @@ async fn run_short(
   }
 }
 
-/// A set's parameters as its statement takes them: the owner (the last) only with `columns.user_id`.
-fn set_params<'a>(st: &Statements, params: Params<'a>) -> Params<'a> {
-  if st.has_user {
-    params
-  } else {
-    &params[..4]
+/// One set's parameters as its statement takes them (`Statements::set_layout`).
+fn push_set_params<'a>(
+  st: &Statements,
+  sid: &'a String,
+  work: &'a Work,
+  params: &mut Vec<&'a (dyn ToSql + Sync)>,
+) {
+  if let Work::Set {
+    session_json,
+    expire_at,
+    user_id,
+    tombstones_before,
+    now,
+    extra,
+  } = work
+  {
+    let layout = st.set_layout;
+    params.extend([
+      sid as &(dyn ToSql + Sync),
+      session_json,
+      expire_at,
+      tombstones_before,
+    ]);
+    if layout.user {
+      params.push(user_id);
+    }
+    if layout.clock {
+      params.push(now);
+    }
+    params.extend(extra.iter().map(|e| e as &(dyn ToSql + Sync)));
   }
 }
 
@@ -451,18 +476,15 @@ async fn write_single(
     }
   };
   match &item.work {
-    Work::Set {
-      session_json,
-      expire_at,
-      user_id,
-      tombstones_before,
-    } => {
-      let params: Params = &[&sid, session_json, expire_at, tombstones_before, user_id];
-      run(pick(&st.set_one, &st.set), set_params(st, params)).await?;
+    Work::Set { .. } => {
+      let mut params = Vec::with_capacity(st.set_layout.stride());
+      push_set_params(st, &item.sid, &item.work, &mut params);
+      run(pick(&st.set_one, &st.set), &params).await?;
       Ok(Outcome::Done)
     }
-    Work::Touch { expire_at } => {
-      let params: Params = &[&sid, expire_at];
+    Work::Touch { expire_at, now } => {
+      let params: Params = &[&sid, expire_at, now];
+      let params = &params[..if st.touch_clock { 3 } else { 2 }];
       let (_, changed) = run(pick(&st.touch_one, &st.touch), params).await?;
       Ok(Outcome::Found(changed > 0))
     }

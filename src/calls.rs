@@ -63,9 +63,15 @@ pub enum Work {
     /// A tombstone expiring before this (seconds since the epoch) has ended its guard by the
     /// caller's clock: the set may reclaim its id.
     tombstones_before: f64,
+    /// The caller's clock (seconds), for `columns.created_at` and `columns.last_seen`.
+    now: f64,
+    /// The `extraColumns` values, in their order, as text.
+    extra: Vec<Option<String>>,
   },
   Touch {
     expire_at: f64,
+    /// The caller's clock (seconds), for `columns.last_seen`.
+    now: f64,
   },
   Destroy {
     /// Until when (seconds since the epoch) a tombstone keeps the id from coming back.
@@ -113,9 +119,22 @@ impl Work {
         *this = next;
         Ok(())
       }
-      (Work::Set { expire_at, .. }, Work::Touch { expire_at: later })
-      | (Work::Touch { expire_at }, Work::Touch { expire_at: later }) => {
+      (
+        Work::Set { expire_at, now, .. },
+        Work::Touch {
+          expire_at: later,
+          now: seen,
+        },
+      )
+      | (
+        Work::Touch { expire_at, now },
+        Work::Touch {
+          expire_at: later,
+          now: seen,
+        },
+      ) => {
         *expire_at = later;
+        *now = seen;
         Ok(())
       }
       (_, next) => Err(next),

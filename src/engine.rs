@@ -14,6 +14,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::pool::{Params, Target};
 use crate::protect::Protect;
 use crate::sql::{QuotedTable, Statements, Stmt, TableSpec};
+use crate::store::TOMBSTONE_GUARD_SECONDS;
 use crate::table::{Table, Wants};
 
 const DEFAULT_MAX: u32 = 10;
@@ -279,13 +280,31 @@ impl Engine {
   pub async fn prune(&self, now: f64) -> StoreResult<i64> {
     let st = self.statements().await?;
     let mut deleted = 0;
+    // Sessions past `maxLifetime` first: they become tombstones the second statement ends later.
+    if let Some(aged) = &st.prune_aged {
+      let until = now + TOMBSTONE_GUARD_SECONDS;
+      deleted += self
+        .prune_with(aged, &[&now, &self.prune_batch, &until])
+        .await?;
+      if self.is_closed() {
+        return Ok(deleted);
+      }
+    }
+    Ok(
+      deleted
+        + self
+          .prune_with(&st.prune_batch, &[&now, &self.prune_batch])
+          .await?,
+    )
+  }
+
+  /// Runs one prune statement until it ends fewer rows than a batch.
+  async fn prune_with(&self, stmt: &Stmt, params: Params<'_>) -> StoreResult<i64> {
+    let mut deleted = 0;
     // Bounded batches keep each statement short, so concurrent calls are not held up.
     loop {
       let started = tokio::time::Instant::now();
-      let (_, n) = self
-        .primary
-        .run(&st.prune_batch, &[&now, &self.prune_batch])
-        .await?;
+      let (_, n) = self.primary.run(stmt, params).await?;
       deleted += n as i64;
       if (n as i64) < self.prune_batch || self.is_closed() {
         return Ok(deleted);

@@ -614,7 +614,7 @@ impl Target {
   ) -> StoreResult<(Vec<Row>, u64)> {
     let client = lane.client();
     let stream = if self.prepared {
-      let prepared = client.prepare_typed_cached(&stmt.sql, stmt.types).await?;
+      let prepared = client.prepare_typed_cached(&stmt.sql, &stmt.types).await?;
       client.query_raw(&prepared, params.iter().copied()).await?
     } else {
       let typed = params.iter().copied().zip(stmt.types.iter().cloned());
@@ -641,7 +641,7 @@ impl Target {
   ) -> StoreResult<(Vec<Row>, u64)> {
     let client = lane.client();
     if self.prepared {
-      client.prepare_typed_cached(&stmt.sql, stmt.types).await?;
+      client.prepare_typed_cached(&stmt.sql, &stmt.types).await?;
     }
     let (opened, result, committed) = join3(
       client.batch_execute(begin),

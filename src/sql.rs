@@ -1,7 +1,5 @@
 //! Identifier quoting and the statement text for one (schema, table, columns, column types).
 
-use std::sync::LazyLock;
-
 use tokio_postgres::types::Type;
 
 use crate::citus::Shards;
@@ -65,6 +63,14 @@ pub struct TableSpec {
   pub expire: String,
   /// The owner column (`columns.user_id`), when sessions are listed and destroyed per user.
   pub user_id: Option<String>,
+  /// `columns.created_at`: when the session was first saved, kept by every later write.
+  pub created_at: Option<String>,
+  /// `columns.last_seen`: the clock of the last set or written touch.
+  pub last_seen: Option<String>,
+  /// `extraColumns`' names, in the order a set gives their values.
+  pub extras: Vec<String>,
+  /// `maxLifetime` in seconds: a session older than created_at plus this reads as missing.
+  pub max_lifetime: Option<f64>,
 }
 
 /// The same names, quoted once at construction.
@@ -77,6 +83,9 @@ pub struct QuotedTable {
   pub session_data: String,
   pub expire: String,
   pub user_id: Option<String>,
+  pub created_at: Option<String>,
+  pub last_seen: Option<String>,
+  pub extras: Vec<String>,
   spec: TableSpec,
 }
 
@@ -94,17 +103,29 @@ impl QuotedTable {
     let session_id = quote_ident(&spec.session_id, "columns.session_id")?;
     let session_data = quote_ident(&spec.session_data, "columns.session_data")?;
     let expire = quote_ident(&spec.expire, "columns.expire")?;
-    let user_id = match &spec.user_id {
-      Some(u) => Some(quote_ident(u, "columns.user_id")?),
-      None => None,
+    let optional = |name: &Option<String>, option: &str| match name {
+      Some(n) => quote_ident(n, option).map(Some),
+      None => Ok(None),
     };
+    let user_id = optional(&spec.user_id, "columns.user_id")?;
+    let created_at = optional(&spec.created_at, "columns.created_at")?;
+    let last_seen = optional(&spec.last_seen, "columns.last_seen")?;
+    let extras = spec
+      .extras
+      .iter()
+      .map(|e| quote_ident(e, &format!("extraColumns.{e}")))
+      .collect::<StoreResult<Vec<_>>>()?;
     let mut names = vec![&spec.session_id, &spec.session_data, &spec.expire];
     names.extend(&spec.user_id);
+    names.extend(&spec.created_at);
+    names.extend(&spec.last_seen);
+    names.extend(&spec.extras);
+    let given = names.len();
     names.sort();
     names.dedup();
-    if names.len() < 3 + spec.user_id.iter().count() {
+    if names.len() < given {
       return Err(StoreError::InvalidOption(
-        "`columns` must name different columns".into(),
+        "`columns` and `extraColumns` must name different columns".into(),
       ));
     }
     Ok(QuotedTable {
@@ -114,6 +135,9 @@ impl QuotedTable {
       session_data,
       expire,
       user_id,
+      created_at,
+      last_seen,
+      extras,
       spec,
     })
   }
@@ -151,10 +175,13 @@ impl QuotedTable {
     if let Some(schema) = &self.schema {
       sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"));
     }
-    let user = match &self.user_id {
+    let mut user = match &self.user_id {
       Some(user) => format!(",\n  {user} varchar NULL"),
       None => String::new(),
     };
+    for (column, ty) in self.optional_columns() {
+      user.push_str(&format!(",\n  {column} {ty} NULL"));
+    }
     sql.push_str(&format!(
       "CREATE TABLE IF NOT EXISTS {t} (\n  {sid} varchar NOT NULL COLLATE \"default\" PRIMARY KEY,\n  {data} json NOT NULL,\n  {exp} timestamp(6) NOT NULL{user}\n);\n{index}",
       sid = self.session_id,
@@ -166,7 +193,51 @@ impl QuotedTable {
       sql.push('\n');
       sql.push_str(&self.index_sql(user));
     }
+    if let Some(index) = self.created_index_sql() {
+      sql.push('\n');
+      sql.push_str(&index);
+    }
     sql
+  }
+
+  /// The columns besides connect-pg-simple's and the owner, each with the type
+  /// createTableIfMissing gives it: (quoted name, type).
+  fn optional_columns(&self) -> Vec<(&str, &'static str)> {
+    let times = [&self.created_at, &self.last_seen];
+    let times = times
+      .into_iter()
+      .flatten()
+      .map(|c| (c.as_str(), "timestamp(6)"));
+    times
+      .chain(self.extras.iter().map(|c| (c.as_str(), "text")))
+      .collect()
+  }
+
+  /// With `maxLifetime`, prune finds aged sessions by created_at.
+  fn created_index_sql(&self) -> Option<String> {
+    self.spec.max_lifetime?;
+    Some(self.index_sql(self.spec.created_at.as_ref()?))
+  }
+
+  /// What to run on an existing table that lacks the column `name` (as given; one of
+  /// `created_at`, `last_seen`, the extra columns).
+  pub fn add_column_sql(&self, name: &str) -> Option<String> {
+    let quoted = quote_ident(name, "column").ok()?;
+    let (_, ty) = self
+      .optional_columns()
+      .into_iter()
+      .find(|(c, _)| *c == quoted)?;
+    let mut sql = format!(
+      "ALTER TABLE {} ADD COLUMN {quoted} {ty} NULL;",
+      self.qualified
+    );
+    if self.spec.created_at.as_deref() == Some(name) {
+      if let Some(index) = self.created_index_sql() {
+        sql.push('\n');
+        sql.push_str(&index);
+      }
+    }
+    Some(sql)
   }
 
   /// Asked only where the citus extension is installed: is the table in Citus's metadata
@@ -360,17 +431,17 @@ impl ExpireType {
 #[derive(Debug, Clone)]
 pub struct Stmt {
   pub sql: String,
-  pub types: &'static [Type],
+  pub types: Vec<Type>,
   /// A plain SELECT: it never waits on a row lock, so other calls may queue behind it.
   pub read_only: bool,
 }
 
 impl Stmt {
-  pub(crate) fn new(sql: String, types: &'static [Type]) -> Self {
+  pub(crate) fn new(sql: String, types: &[Type]) -> Self {
     let read_only = sql.starts_with("SELECT ") && !sql.contains(" FOR UPDATE");
     Stmt {
       sql,
-      types,
+      types: types.to_vec(),
       read_only,
     }
   }
@@ -387,6 +458,37 @@ pub struct Shape<'a> {
   pub tombstones: bool,
   /// The table is a Citus table: statements in forms Citus runs (see `Statements::citus`).
   pub citus: bool,
+  /// The types of `columns.created_at` and `columns.last_seen`, when configured.
+  pub created: Option<ExpireType>,
+  pub seen: Option<ExpireType>,
+  /// How each extra column (`extraColumns`, in order) takes its value, sent as text.
+  pub extras: &'a [SidType],
+}
+
+/// What a set sends after (sid, data, expiry, reclaim), in this order: the owner
+/// (`columns.user_id`), the set's clock (for `columns.created_at` / `last_seen`), then one value
+/// per extra column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetLayout {
+  pub user: bool,
+  pub clock: bool,
+  pub extras: usize,
+}
+
+impl SetLayout {
+  /// Parameters per session.
+  pub fn stride(&self) -> usize {
+    4 + self.user as usize + self.clock as usize + self.extras
+  }
+  fn user_at(&self) -> usize {
+    5
+  }
+  fn clock_at(&self) -> usize {
+    5 + self.user as usize
+  }
+  fn extra_at(&self, i: usize) -> usize {
+    5 + self.user as usize + self.clock as usize + i
+  }
 }
 
 /// Every statement the store runs, built once per store after the column types are known.
@@ -397,8 +499,10 @@ pub struct Statements {
   pub batch_gets: bool,
   /// The sid column is not a string type: an id it cannot hold (22xxx) is a missing session.
   pub typed_sid: bool,
-  /// `set` statements take the owner as a fourth parameter.
-  pub has_user: bool,
+  /// What `set` statements take besides (sid, data, expiry, reclaim).
+  pub set_layout: SetLayout,
+  /// Touches take their clock (seconds) as a third parameter, for `columns.last_seen`.
+  pub touch_clock: bool,
   /// A Citus table. A `set_config('lock_timeout', …, true)` would bound the coordinator's wait
   /// only, not the workers' where the rows are locked; so the short-wait writes (`*_one`,
   /// `*_batch`) are the plain statements run inside `CITUS_LOCK_WAIT`'s transaction, whose
@@ -437,7 +541,11 @@ pub struct Statements {
   pub count: Stmt,
   pub clear: Stmt,
   pub prune_batch: Stmt,
-  /// A user's live sessions, newest expiry first: (user, now).
+  /// With `maxLifetime`: ends sessions older than it (tombstones, or deleted without): (now,
+  /// batch size, guard until).
+  pub prune_aged: Option<Stmt>,
+  /// A user's live sessions, newest activity first: (user, now) → (sid, data, expiry, created,
+  /// last seen, extra columns as a JSON object), the last three NULL unless configured.
   pub user_sessions: Option<Stmt>,
   /// Destroys a user's live sessions: (user, except sid or null, now, guard until, only these
   /// stored ids or null).
@@ -446,27 +554,6 @@ pub struct Statements {
 
 /// The most sessions one multi-row set carries on Citus (`Statements::set_rows`).
 pub const CITUS_SET_ROWS: usize = 64;
-/// The parameter types of `set_rows`: (sid, data, expiry, clock) or (sid, data, expiry, clock,
-/// owner) per row, as `set` takes them; the tombstone guard reads the first row's clock (`$4`).
-static SET_ROW_TYPES: LazyLock<Vec<Type>> = LazyLock::new(|| {
-  (0..CITUS_SET_ROWS)
-    .flat_map(|_| [Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8])
-    .collect()
-});
-static SET_ROW_TYPES_USER: LazyLock<Vec<Type>> = LazyLock::new(|| {
-  (0..CITUS_SET_ROWS)
-    .flat_map(|_| {
-      [
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-      ]
-    })
-    .collect()
-});
-
 /// The first part of a batch statement: a row lock held elsewhere ends the statement after a
 /// short wait instead of holding up every session in the batch. `set_config(…, true)` lasts
 /// for the statement's own transaction only, so it also suits a transaction-mode pooler; the
@@ -501,18 +588,110 @@ impl Statements {
     // A row that is no tombstone: what a set may overwrite and a touch may move.
     let alive = |alias: &str| format!("{alias}{exp} >= {floor}");
     let user = t.user_id.as_ref().zip(shape.user);
-    // The owner as a set writes it: (column list part, value of $5, value of the unnest column).
-    // $4 is the set's clock (seconds), for the tombstone guard.
-    let (user_col, user_one, user_many, user_param, user_update) = match user {
-      Some((col, ty)) => (
-        format!(", {col}"),
-        format!(", {}", ty.one("$5")),
-        format!(", v.user_id{}", ty.cast),
-        ", $5::text[]",
-        format!(", {col} = EXCLUDED.{col}"),
-      ),
-      None => Default::default(),
+    let created = t.created_at.as_ref().zip(shape.created);
+    let seen = t.last_seen.as_ref().zip(shape.seen);
+    let extras: Vec<(&String, &SidType)> = t.extras.iter().zip(shape.extras).collect();
+    let layout = SetLayout {
+      user: user.is_some(),
+      clock: created.is_some() || seen.is_some(),
+      extras: extras.len(),
     };
+    // What a set writes besides (sid, data, expiry), in SetLayout's order: each column with its
+    // value from the k-th parameter (`one`), from the unnest's row `v` (`many`), its array in the
+    // unnest, and its DO UPDATE part. created_at keeps the first save's time (a tombstone has
+    // none, so a reclaimed id starts anew).
+    struct Written {
+      col: String,
+      one: Box<dyn Fn(&str) -> String>,
+      many: String,
+      array: Option<String>,
+      update: String,
+    }
+    let mut written: Vec<(usize, Written)> = Vec::new();
+    if let Some((col, ty)) = user {
+      let ty = ty.clone();
+      written.push((
+        layout.user_at(),
+        Written {
+          col: col.clone(),
+          one: Box::new(move |p| ty.one(p)),
+          many: format!(
+            "v.p{}{}",
+            layout.user_at(),
+            shape.user.map(|t| t.cast.as_str()).unwrap_or("")
+          ),
+          array: Some("text[]".into()),
+          update: format!("{col} = EXCLUDED.{col}"),
+        },
+      ));
+    }
+    for (i, time) in [created, seen].into_iter().enumerate() {
+      let Some((col, ty)) = time else { continue };
+      let k = layout.clock_at();
+      written.push((
+        k,
+        Written {
+          col: col.clone(),
+          one: Box::new(move |p| ty.at(&format!("{p}::float8"))),
+          many: ty.at_row(&format!("v.p{k}"), shape.citus),
+          // Both times come from the one clock parameter.
+          array: (i == 0 || created.is_none()).then(|| "float8[]".into()),
+          update: if i == 0 {
+            format!("{col} = coalesce(s.{col}, EXCLUDED.{col})")
+          } else {
+            format!("{col} = EXCLUDED.{col}")
+          },
+        },
+      ));
+    }
+    for (i, (col, ty)) in extras.iter().enumerate() {
+      let k = layout.extra_at(i);
+      let ty = (*ty).clone();
+      written.push((
+        k,
+        Written {
+          col: (*col).clone(),
+          many: format!("v.p{k}{}", ty.cast),
+          one: Box::new(move |p| ty.one(p)),
+          array: Some("text[]".into()),
+          update: format!("{col} = EXCLUDED.{col}"),
+        },
+      ));
+    }
+    let user_col: String = written
+      .iter()
+      .map(|(_, w)| format!(", {}", w.col))
+      .collect();
+    let user_update: String = written
+      .iter()
+      .map(|(_, w)| format!(", {}", w.update))
+      .collect();
+    let user_many: String = written
+      .iter()
+      .map(|(_, w)| format!(", {}", w.many))
+      .collect();
+    let (mut user_param, mut user_alias) = (String::new(), String::new());
+    for (k, w) in &written {
+      if let Some(array) = &w.array {
+        user_param.push_str(&format!(", ${k}::{array}"));
+        user_alias.push_str(&format!(", p{k}"));
+      }
+    }
+    // A set's values from its parameters, `p(k)` naming the k-th (1-based, as in SetLayout).
+    let set_values = |p: &dyn Fn(usize) -> String| {
+      let mut values = format!(
+        "{}, {}::text{}, {}",
+        sid_type.one(&p(1)),
+        p(2),
+        data.cast(),
+        expire.at(&format!("{}::float8", p(3)))
+      );
+      for (k, w) in &written {
+        values.push_str(&format!(", {}", (w.one)(&p(*k))));
+      }
+      values
+    };
+    let dollar = |k: usize| format!("${k}");
     // A set never brings back an id whose tombstone still guards it; once the guard has ended
     // ($4: see TOMBSTONE_RECLAIM_SECONDS) the id is free again. IMMUTABLE functions only: a
     // timestamp column compares in UTC, a skew of hours inside the two days' margin. Without
@@ -534,33 +713,50 @@ impl Statements {
     } else {
       String::new()
     };
-    let set_types: &'static [Type] = if user.is_some() {
-      &[
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-      ]
-    } else {
-      &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8]
+    // A touch that reaches the table is activity: `columns.last_seen` takes its clock ($3).
+    let seen_one = seen
+      .map(|(c, ty)| format!(", {c} = {}", ty.at("$3::float8")))
+      .unwrap_or_default();
+    let seen_many = |citus: bool| {
+      seen
+        .map(|(c, ty)| format!(", {c} = {}", ty.at_row("v.seen", citus)))
+        .unwrap_or_default()
     };
-    let set_batch_types: &'static [Type] = if user.is_some() {
-      &[
-        Type::TEXT_ARRAY,
-        Type::TEXT_ARRAY,
-        Type::FLOAT8_ARRAY,
-        Type::FLOAT8,
-        Type::TEXT_ARRAY,
-      ]
+    let (seen_array, seen_alias) = if seen.is_some() {
+      (", $3::float8[]", ", seen")
     } else {
-      &[
-        Type::TEXT_ARRAY,
-        Type::TEXT_ARRAY,
-        Type::FLOAT8_ARRAY,
-        Type::FLOAT8,
-      ]
+      ("", "")
     };
+    let (touch_types, touch_batch_types): (&[Type], &[Type]) = if seen.is_some() {
+      (
+        &[Type::TEXT, Type::FLOAT8, Type::FLOAT8],
+        &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY, Type::FLOAT8_ARRAY],
+      )
+    } else {
+      (
+        &[Type::TEXT, Type::FLOAT8],
+        &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
+      )
+    };
+    let mut set_types = vec![Type::TEXT, Type::TEXT, Type::FLOAT8, Type::FLOAT8];
+    let mut set_batch_types = vec![
+      Type::TEXT_ARRAY,
+      Type::TEXT_ARRAY,
+      Type::FLOAT8_ARRAY,
+      Type::FLOAT8,
+    ];
+    if layout.user {
+      set_types.push(Type::TEXT);
+      set_batch_types.push(Type::TEXT_ARRAY);
+    }
+    if layout.clock {
+      set_types.push(Type::FLOAT8);
+      set_batch_types.push(Type::FLOAT8_ARRAY);
+    }
+    for _ in 0..layout.extras {
+      set_types.push(Type::TEXT);
+      set_batch_types.push(Type::TEXT_ARRAY);
+    }
     // A tombstone's expiry: the later of the session's own expiry and the guard's end (the
     // parameter), shifted back; kept below the floor whatever the session's expiry was.
     // `guard_end` is the end of the guard, already shifted back; a row that is a tombstone already
@@ -582,12 +778,12 @@ impl Statements {
          ELSE greatest(s.{exp} - {TOMBSTONE_SHIFT}, {guard_end}) END, {floor} - interval '1 day')"
       )
     };
+    // A tombstone holds no owner, times or device.
+    let user_null: String = written
+      .iter()
+      .map(|(_, w)| format!(", {} = NULL", w.col))
+      .collect();
     let tomb = || {
-      let user_null = t
-        .user_id
-        .as_ref()
-        .map(|u| format!(", {u} = NULL"))
-        .unwrap_or_default();
       format!(
         "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = {}{user_null}",
         tomb_expiry(&format!("EXCLUDED.{exp}"))
@@ -640,6 +836,24 @@ impl Statements {
         ),
       )
     };
+    // With `maxLifetime`: the row was created no longer ago than it, by the clock `p` (a row
+    // with no created_at, written before the column was added, is not limited until its next set).
+    let lifetime = created.zip(t.spec().max_lifetime);
+    let life = |p: &str| match lifetime {
+      Some(((c, ty), l)) => format!(
+        " AND ({c} IS NULL OR {c} >= {})",
+        ty.at(&format!("{p} - {l}"))
+      ),
+      None => String::new(),
+    };
+    // A row's expiry in seconds, as readers judge it: the earlier of its own and its lifetime's end.
+    let expires = match lifetime {
+      Some(((c, _), l)) => format!(
+        "least(extract(epoch FROM {exp}::timestamptz), \
+         coalesce(extract(epoch FROM {c}::timestamptz) + {l}, extract(epoch FROM {exp}::timestamptz)))::float8"
+      ),
+      None => format!("extract(epoch FROM {exp}::timestamptz)::float8"),
+    };
     let (user_sessions, destroy_user_sessions) = match user {
       Some((col, ty)) => {
         // Ids compared as text, as listUserSessions gives them and as the app knows them: an
@@ -652,7 +866,7 @@ impl Statements {
         );
         let destroy = if tombstones {
           format!(
-            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}, {col} = NULL WHERE {of_user}",
+            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{user_null} WHERE {of_user}",
             tomb_expiry(&format!("{} - {TOMBSTONE_SHIFT}", expire.at("$4::float8")))
           )
         } else {
@@ -661,10 +875,17 @@ impl Statements {
         (
           Some(Stmt::new(
             format!(
-              "SELECT {sid}::text, {sess}::text, extract(epoch FROM {exp}::timestamptz)::float8 \
-               FROM {table} WHERE {col} = {} AND {exp} >= {} ORDER BY {exp} DESC",
+              "SELECT {sid}::text, {sess}::text, {expires}, {}, {}, {} \
+               FROM {table} WHERE {col} = {} AND {exp} >= {}{} ORDER BY {}{exp} DESC",
+              epoch_of(created.map(|c| c.0)),
+              epoch_of(seen.map(|c| c.0)),
+              json_object(&t.spec().extras, &t.extras),
               ty.one("$1"),
-              expire.at("$2::float8")
+              expire.at("$2::float8"),
+              life("$2::float8"),
+              seen
+                .map(|(c, _)| format!("{c} DESC NULLS LAST, "))
+                .unwrap_or_default(),
             ),
             &[Type::TEXT, Type::FLOAT8],
           )),
@@ -686,13 +907,15 @@ impl Statements {
     let mut statements = Statements {
       batch_gets: sid_type.is_text(),
       typed_sid: !sid_type.is_text(),
-      has_user: user.is_some(),
+      set_layout: layout,
+      touch_clock: seen.is_some(),
       citus: shape.citus,
       shards: None,
       get: Stmt::new(
         format!(
-          "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}",
-          expire.at("$2::float8")
+          "SELECT {sess}::text FROM {table} WHERE {sid} = {one} AND {exp} >= {}{}",
+          expire.at("$2::float8"),
+          life("$2::float8")
         ),
         &[Type::TEXT, Type::FLOAT8],
       ),
@@ -702,18 +925,19 @@ impl Statements {
       // caller's own clock judges it.
       get_many: Stmt::new(
         format!(
-          "SELECT {sid}::text, {sess}::text, extract(epoch FROM {exp}::timestamptz)::float8 \
-           FROM {table} WHERE {sid} = ANY({many}) AND {exp} >= {}",
-          expire.at("$2::float8")
+          "SELECT {sid}::text, {sess}::text, {expires} \
+           FROM {table} WHERE {sid} = ANY({many}) AND {exp} >= {}{}",
+          expire.at("$2::float8"),
+          life("$2::float8")
         ),
         &[Type::TEXT_ARRAY, Type::FLOAT8],
       ),
       set: Stmt::new(
         format!(
-          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES ({one}, $2::text{cast}, {at}{user_one}) {upsert}",
-          at = expire.at("$3::float8")
+          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES ({}) {upsert}",
+          set_values(&dollar)
         ),
-        set_types,
+        &set_types,
       ),
       // Rows are inserted, and so locked, in the order of the arrays: callers sort them, so two
       // batches never wait on each other in a cycle.
@@ -725,59 +949,59 @@ impl Statements {
           wait = lock_wait(),
           sid_cast = sid_type.cast,
           at = expire.at("v.expire_at"),
-          user_alias = if user.is_some() { ", user_id" } else { "" }
         ),
-        set_batch_types,
+        &set_batch_types,
       ),
       set_one: Stmt::new(
         format!(
-          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) SELECT {one}, $2::text{cast}, {at}{user_one} \
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) SELECT {} \
            FROM lock_wait {upsert}",
+          set_values(&dollar),
           wait = lock_wait(),
-          at = expire.at("$3::float8")
         ),
-        set_types,
+        &set_types,
       ),
       set_rows: Vec::new(),
       touch_one: Stmt::new(
         format!(
-          "{wait}UPDATE {table} AS s SET {exp} = {} FROM lock_wait WHERE s.{sid} = {one}{touch_guard}",
+          "{wait}UPDATE {table} AS s SET {exp} = {}{seen_one} FROM lock_wait WHERE s.{sid} = {one}{touch_guard}",
           expire.at("$2::float8"),
           wait = lock_wait()
         ),
-        &[Type::TEXT, Type::FLOAT8],
+        touch_types,
       ),
       destroy_one: Stmt::new(destroy_one, &[Type::TEXT, Type::FLOAT8]),
       touch: Stmt::new(
         format!(
-          "UPDATE {table} AS s SET {exp} = {} WHERE s.{sid} = {one}{touch_guard}",
+          "UPDATE {table} AS s SET {exp} = {}{seen_one} WHERE s.{sid} = {one}{touch_guard}",
           expire.at("$2::float8")
         ),
-        &[Type::TEXT, Type::FLOAT8],
+        touch_types,
       ),
       touch_batch: Stmt::new(
         format!(
-          "{wait}UPDATE {table} AS s SET {exp} = {at} \
-           FROM lock_wait, unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
+          "{wait}UPDATE {table} AS s SET {exp} = {at}{seen_many} \
+           FROM lock_wait, unnest($1::text[], $2::float8[]{seen_array}) AS v(sid, expire_at{seen_alias}) \
            WHERE s.{sid} = v.sid{sid_cast}{touch_guard} RETURNING v.sid",
           wait = lock_wait(),
           sid_cast = sid_type.cast,
-          at = expire.at("v.expire_at")
+          at = expire.at("v.expire_at"),
+          seen_many = seen_many(false),
         ),
-        &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY],
+        touch_batch_types,
       ),
       destroy: Stmt::new(destroy, &[Type::TEXT, Type::FLOAT8]),
       destroy_batch: Stmt::new(destroy_batch, &[Type::TEXT_ARRAY, Type::FLOAT8_ARRAY]),
       all: Stmt::new(
-        format!("SELECT {sid}::text, {sess}::text FROM {table} WHERE {live}"),
+        format!("SELECT {sid}::text, {sess}::text FROM {table} WHERE {live}{}", life("$1::float8")),
         &[Type::FLOAT8],
       ),
       ids: Stmt::new(
-        format!("SELECT {sid}::text FROM {table} WHERE {live}"),
+        format!("SELECT {sid}::text FROM {table} WHERE {live}{}", life("$1::float8")),
         &[Type::FLOAT8],
       ),
       count: Stmt::new(
-        format!("SELECT count(*) FROM {table} WHERE {live}"),
+        format!("SELECT count(*) FROM {table} WHERE {live}{}", life("$1::float8")),
         &[Type::FLOAT8],
       ),
       clear: Stmt::new(format!("DELETE FROM {table}"), &[]),
@@ -799,6 +1023,26 @@ impl Statements {
         ),
         &[Type::FLOAT8, Type::INT8],
       ),
+      prune_aged: lifetime.map(|((c, ty), l)| {
+        // Aged sessions, not tombstones, up to the batch size; the outer test makes it safe as
+        // prune_batch's does. With tombstones they become ones (guarding their id as a destroy
+        // does: until the later of their expiry and $3), so no late write brings them back.
+        let aged = format!("{c} < {} AND {exp} >= {floor}", ty.at(&format!("$1::float8 - {l}")));
+        let pick = format!("SELECT {sid} FROM {table} WHERE {aged} LIMIT $2::int8 FOR UPDATE SKIP LOCKED");
+        let sql = if tombstones {
+          format!(
+            "WITH aged AS ({pick}) UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{user_null} \
+             WHERE s.{sid} = ANY(ARRAY(SELECT {sid} FROM aged)) AND {aged}",
+            tomb_expiry(&format!("{} - {TOMBSTONE_SHIFT}", expire.at("$3::float8")))
+          )
+        } else {
+          format!(
+            "WITH aged AS ({pick}) DELETE FROM {table} AS s \
+             WHERE s.{sid} = ANY(ARRAY(SELECT {sid} FROM aged)) AND {aged} AND $3::float8 IS NOT NULL"
+          )
+        };
+        Stmt::new(sql, &[Type::FLOAT8, Type::INT8, Type::FLOAT8])
+      }),
       user_sessions,
       destroy_user_sessions,
     };
@@ -815,24 +1059,12 @@ impl Statements {
           .replacen("USING lock_wait, ", "USING ", 1)
       };
       s.set_one = s.set.clone();
-      let stride = set_types.len();
+      let stride = layout.stride();
       let row = |i: usize| {
-        let p = |k: usize| format!("${}", i * stride + k);
-        let user_value = match user {
-          Some((_, ty)) => format!(", {}", ty.one(&p(5))),
-          None => String::new(),
-        };
         format!(
-          "({}, {}::text{cast}, {}{user_value})",
-          sid_type.one(&p(1)),
-          p(2),
-          expire.at(&format!("{}::float8", p(3)))
+          "({})",
+          set_values(&|k: usize| format!("${}", i * stride + k))
         )
-      };
-      let all_types: &'static [Type] = if user.is_some() {
-        &SET_ROW_TYPES_USER
-      } else {
-        &SET_ROW_TYPES
       };
       let mut rows = 2;
       while rows <= CITUS_SET_ROWS {
@@ -842,7 +1074,9 @@ impl Statements {
             "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES {} {upsert}",
             values.join(", ")
           ),
-          &all_types[..rows * stride],
+          &(0..rows)
+            .flat_map(|_| set_types.iter().cloned())
+            .collect::<Vec<_>>(),
         ));
         rows *= 2;
       }
@@ -854,11 +1088,12 @@ impl Statements {
         1,
       );
       s.touch_batch.sql = format!(
-        "UPDATE {table} AS s SET {exp} = {at} \
-         FROM unnest($1::text[], $2::float8[]) AS v(sid, expire_at) \
+        "UPDATE {table} AS s SET {exp} = {at}{seen_many} \
+         FROM unnest($1::text[], $2::float8[]{seen_array}) AS v(sid, expire_at{seen_alias}) \
          WHERE s.{sid} = v.sid{sid_cast} AND s.{sid} = ANY({many}){touch_guard} RETURNING v.sid",
         sid_cast = sid_type.cast,
-        at = expire.at_row("v.expire_at", true)
+        at = expire.at_row("v.expire_at", true),
+        seen_many = seen_many(true),
       );
       s.destroy_batch.sql = if tombstones {
         from_lock_wait(&s.destroy_batch.sql)
@@ -873,9 +1108,33 @@ impl Statements {
       // locked elsewhere, then tests its expiry again (the outer test), so it still deletes only
       // rows that are themselves expired and no live tombstone.
       s.prune_batch.sql = s.prune_batch.sql.replace(" FOR UPDATE SKIP LOCKED", "");
+      if let Some(aged) = &mut s.prune_aged {
+        aged.sql = aged.sql.replace(" FOR UPDATE SKIP LOCKED", "");
+      }
     }
     statements
   }
+}
+
+/// A time column's value in seconds since the epoch, or NULL when it is not configured.
+fn epoch_of(column: Option<&String>) -> String {
+  match column {
+    Some(c) => format!("extract(epoch FROM {c}::timestamptz)::float8"),
+    None => "NULL::float8".into(),
+  }
+}
+
+/// The extra columns as one JSON object text (`{"ip": …}`), or NULL when there are none.
+fn json_object(names: &[String], quoted: &[String]) -> String {
+  if names.is_empty() {
+    return "NULL::text".into();
+  }
+  let pairs: Vec<String> = names
+    .iter()
+    .zip(quoted)
+    .map(|(name, q)| format!("'{}', {q}", name.replace('\'', "''")))
+    .collect();
+  format!("json_build_object({})::text", pairs.join(", "))
 }
 
 #[cfg(test)]
@@ -890,6 +1149,10 @@ mod tests {
       session_data: "sess".into(),
       expire: "expire".into(),
       user_id: None,
+      created_at: None,
+      last_seen: None,
+      extras: Vec::new(),
+      max_lifetime: None,
     }
   }
 
@@ -901,6 +1164,9 @@ mod tests {
       user: None,
       tombstones: true,
       citus: false,
+      created: None,
+      seen: None,
+      extras: &[],
     }
   }
 
@@ -1000,7 +1266,7 @@ mod tests {
         ..shape(DataType::Json, ExpireType::Timestamp, &text)
       },
     );
-    assert!(s.has_user && s.set.types.len() == 5 && s.set_batch.types.len() == 5);
+    assert!(s.set_layout.user && s.set.types.len() == 5 && s.set_batch.types.len() == 5);
     assert!(s.set.sql.contains("$5::text") && s.set_batch.sql.contains("$5::text[]"));
     assert!(s.set_batch.sql.contains("\"owner\" = EXCLUDED.\"owner\""));
     assert!(s.destroy.sql.contains("\"owner\" = NULL"));
@@ -1009,6 +1275,107 @@ mod tests {
     assert!(create.contains("\"owner\" varchar NULL"));
     assert!(create.contains("\"IDX_t_owner\" ON \"app\".\"t\" (\"owner\")"));
     assert!(t.add_user_column_sql().unwrap().starts_with("ALTER TABLE"));
+  }
+
+  #[test]
+  fn device_columns_are_written_and_lifetime_limits_reads() {
+    let t = QuotedTable::new(TableSpec {
+      user_id: Some("owner".into()),
+      created_at: Some("created".into()),
+      last_seen: Some("seen".into()),
+      extras: vec!["ip".into(), "ua".into()],
+      max_lifetime: Some(2.5),
+      ..spec("t")
+    })
+    .unwrap();
+    let text = SidType::default();
+    let extras = [SidType::default(), SidType::from_pg("N", "integer")];
+    for citus in [false, true] {
+      let s = Statements::new(
+        &t,
+        &Shape {
+          user: Some(&text),
+          created: Some(ExpireType::Timestamptz),
+          seen: Some(ExpireType::Timestamp),
+          extras: &extras,
+          citus,
+          ..shape(DataType::Json, ExpireType::Timestamp, &text)
+        },
+      );
+      // (sid, data, expiry, reclaim, owner, clock, ip, ua)
+      assert_eq!(s.set.types.len(), 8);
+      assert_eq!(s.set_layout.stride(), 8);
+      assert!(s.set.sql.contains(
+        "(\"sid\", \"sess\", \"expire\", \"owner\", \"created\", \"seen\", \"ip\", \"ua\") VALUES ($1::text, $2::text::json, to_timestamp($3::float8)::timestamp, $5::text, to_timestamp($6::float8), to_timestamp($6::float8)::timestamp, $7::text, $8::text::integer)"
+      ), "{}", s.set.sql);
+      assert!(s
+        .set
+        .sql
+        .contains("\"created\" = coalesce(s.\"created\", EXCLUDED.\"created\")"));
+      assert!(
+        s.set_batch.sql.contains(
+          "$6::float8[], $7::text[], $8::text[]) AS v(sid, sess, expire_at, p5, p6, p7, p8)"
+        ),
+        "{}",
+        s.set_batch.sql
+      );
+      assert!(s
+        .touch
+        .sql
+        .contains("\"seen\" = to_timestamp($3::float8)::timestamp"));
+      assert_eq!(s.touch_batch.types.len(), 3);
+      assert!(s
+        .get
+        .sql
+        .ends_with("AND (\"created\" IS NULL OR \"created\" >= to_timestamp($2::float8 - 2.5))"));
+      assert!(s.get_many.sql.contains("least("));
+      assert!(s.count.sql.contains("\"created\" IS NULL OR"));
+      assert!(s
+        .destroy
+        .sql
+        .contains("\"created\" = NULL, \"seen\" = NULL, \"ip\" = NULL, \"ua\" = NULL"));
+      let list = s.user_sessions.as_ref().unwrap();
+      assert!(list
+        .sql
+        .contains("json_build_object('ip', \"ip\", 'ua', \"ua\")::text"));
+      assert!(list
+        .sql
+        .contains("ORDER BY \"seen\" DESC NULLS LAST, \"expire\" DESC"));
+      let aged = s.prune_aged.as_ref().unwrap();
+      assert!(aged.sql.starts_with("WITH aged AS") && aged.sql.contains("UPDATE"));
+      assert_eq!(aged.sql.contains("FOR UPDATE"), !citus);
+      if citus {
+        assert_eq!(s.set_rows[0].types.len(), 16);
+        assert!(
+          s.set_rows[0].sql.contains(
+            "$14::float8), to_timestamp($14::float8)::timestamp, $15::text, $16::text::integer)"
+          ),
+          "{}",
+          s.set_rows[0].sql
+        );
+      }
+    }
+    let create = t.create_table_sql();
+    assert!(
+      create.contains("\"created\" timestamp(6) NULL") && create.contains("\"ua\" text NULL")
+    );
+    assert!(create.contains("\"IDX_t_created\""));
+    assert!(t
+      .add_column_sql("ip")
+      .unwrap()
+      .starts_with("ALTER TABLE \"app\".\"t\" ADD COLUMN \"ip\" text NULL;"));
+    assert!(t
+      .add_column_sql("created")
+      .unwrap()
+      .contains("IDX_t_created"));
+    // Without the options nothing changes.
+    let plain = Statements::new(
+      &QuotedTable::new(spec("t")).unwrap(),
+      &shape(DataType::Json, ExpireType::Timestamp, &text),
+    );
+    assert_eq!(plain.set.types.len(), 4);
+    assert!(plain.prune_aged.is_none() && !plain.touch_clock);
+    assert!(!plain.get.sql.contains("IS NULL"));
   }
 
   #[test]

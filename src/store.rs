@@ -20,7 +20,7 @@ use crate::table::Wants;
 
 /// How long a tombstone keeps a destroyed id from coming back at least, past the session's own
 /// expiry: longer than any request that loaded the session before the logout can still run.
-const TOMBSTONE_GUARD_SECONDS: f64 = 86_400.0;
+pub const TOMBSTONE_GUARD_SECONDS: f64 = 86_400.0;
 
 /// Everything the native store needs; `index.js` fills it from the user's options.
 #[napi(object)]
@@ -42,6 +42,15 @@ pub struct StoreOptions {
   pub expire_column: Option<String>,
   /// Owner column, for listUserSessions / destroyUserSessions; default none.
   pub user_id_column: Option<String>,
+  /// When the session was first saved (`columns.created_at`); default none.
+  pub created_at_column: Option<String>,
+  /// The clock of the last set or written touch (`columns.last_seen`); default none.
+  pub last_seen_column: Option<String>,
+  /// Columns a set fills with values JS takes from the session (`extraColumns`), in the order
+  /// `start_set` gives their values.
+  pub extra_columns: Option<Vec<String>>,
+  /// A session older than its created_at plus this many ms reads as missing (`maxLifetime`).
+  pub max_lifetime: Option<f64>,
   /// A destroyed id stays destroyed (a tombstone row) against late writes; default true.
   pub tombstones: Option<bool>,
   /// Seal session data with AES-256-GCM; the first secret seals, every one opens.
@@ -85,6 +94,12 @@ pub struct UserSessionRow {
   pub data: String,
   /// When it expires, in ms since the epoch.
   pub expires: f64,
+  /// `columns.created_at` in ms since the epoch (none when not configured or not yet written).
+  pub created_at: Option<f64>,
+  /// `columns.last_seen` in ms since the epoch, likewise.
+  pub last_seen: Option<f64>,
+  /// The `extraColumns` as a JSON object's text, when configured.
+  pub extra: Option<String>,
 }
 
 /// A pool's state, as deadpool reports it.
@@ -138,6 +153,10 @@ impl NativeStore {
         session_data: options.session_data_column.unwrap_or_else(|| "sess".into()),
         expire: options.expire_column.unwrap_or_else(|| "expire".into()),
         user_id: options.user_id_column.filter(|s| !s.is_empty()),
+        created_at: options.created_at_column.filter(|s| !s.is_empty()),
+        last_seen: options.last_seen_column.filter(|s| !s.is_empty()),
+        extras: options.extra_columns.unwrap_or_default(),
+        max_lifetime: options.max_lifetime.map(|ms| ms / 1000.0),
       },
       wants: Wants {
         create: options.create_table_if_missing.unwrap_or(false),
@@ -182,6 +201,7 @@ impl NativeStore {
     expire_at_ms: f64,
     user_id: Option<String>,
     now_ms: f64,
+    extra: Option<Vec<Option<String>>>,
   ) {
     let protect = &self.engine.protect;
     let stored = protect.stored_id(sid);
@@ -192,6 +212,8 @@ impl NativeStore {
           expire_at: expiry(expire_at_ms),
           user_id,
           tombstones_before: now_ms / 1000.0 - TOMBSTONE_RECLAIM_SECONDS,
+          now: now_ms / 1000.0,
+          extra: extra.unwrap_or_default(),
         };
         self
           .calls
@@ -206,9 +228,10 @@ impl NativeStore {
 
   /// Starts moving a session's expiry: `deliver` receives true when the session exists.
   #[napi]
-  pub fn start_touch(&self, env: Env, id: i32, sid: String, expire_at_ms: f64) {
+  pub fn start_touch(&self, env: Env, id: i32, sid: String, expire_at_ms: f64, now_ms: f64) {
     let work = Work::Touch {
       expire_at: expiry(expire_at_ms),
+      now: now_ms / 1000.0,
     };
     self.enqueue(&env, id, sid, work);
   }
@@ -300,8 +323,15 @@ impl NativeStore {
         .iter()
         .filter_map(|r| {
           let (sid, data) = self.opened(r)?;
-          let expires = r.get::<_, f64>(2) * 1000.0;
-          Some(UserSessionRow { sid, data, expires })
+          let ms = |i| r.get::<_, Option<f64>>(i).map(|s| s * 1000.0);
+          Some(UserSessionRow {
+            sid,
+            data,
+            expires: r.get::<_, f64>(2) * 1000.0,
+            created_at: ms(3),
+            last_seen: ms(4),
+            extra: r.get(5),
+          })
         })
         .collect(),
     )

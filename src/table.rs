@@ -174,6 +174,63 @@ async fn inspect(
     }
     _ => None,
   };
+  // The optional columns: every missing one named in one error, with the ALTER TABLEs that add them.
+  let wanted = [
+    (&spec.created_at, "columns.created_at".to_string()),
+    (&spec.last_seen, "columns.last_seen".to_string()),
+  ]
+  .into_iter()
+  .filter_map(|(name, option)| Some((name.clone()?, option)))
+  .chain(
+    spec
+      .extras
+      .iter()
+      .map(|e| (e.clone(), format!("extraColumns.{e}"))),
+  );
+  let missing: Vec<(String, String)> = wanted
+    .filter(|(name, _)| !columns.contains_key(name))
+    .collect();
+  if !missing.is_empty() {
+    let names: Vec<String> = missing
+      .iter()
+      .map(|(n, o)| format!("\"{n}\" (`{o}`)"))
+      .collect();
+    let alters: Vec<String> = missing
+      .iter()
+      .filter_map(|(n, _)| table.add_column_sql(n))
+      .collect();
+    return Err(StoreError::Schema(format!(
+      "the session table {} has no column {}; add {} by running\n{}\nor set the option to the right name",
+      table.qualified,
+      names.join(", "),
+      if missing.len() == 1 { "it" } else { "them" },
+      alters.join("\n")
+    )));
+  }
+  let optional = |name: &str| {
+    (columns.get(name)).ok_or_else(|| StoreError::Schema(format!("no column \"{name}\"")))
+  };
+  let time = |name: &Option<String>, option: &str| -> StoreResult<Option<ExpireType>> {
+    let Some(name) = name else { return Ok(None) };
+    let column = optional(name)?;
+    let ty = ExpireType::from_pg(&column.typname).ok_or_else(|| {
+      StoreError::Schema(format!(
+        "column \"{name}\" of {} is {}; `{option}` must be timestamp or timestamptz",
+        table.qualified, column.formatted
+      ))
+    })?;
+    Ok(Some(ty))
+  };
+  let created = time(&spec.created_at, "columns.created_at")?;
+  let seen = time(&spec.last_seen, "columns.last_seen")?;
+  let extras = spec
+    .extras
+    .iter()
+    .map(|e| {
+      let column = optional(e)?;
+      Ok(SidType::from_pg(&column.category, &column.formatted))
+    })
+    .collect::<StoreResult<Vec<_>>>()?;
   let sid_type = SidType::from_pg(&sid.category, &sid.formatted);
   if (wants.hashed_ids || wants.sealed) && !sid_type.is_text() {
     let option = if wants.hashed_ids {
@@ -195,6 +252,9 @@ async fn inspect(
       user: user_type.as_ref(),
       tombstones: wants.tombstones,
       citus,
+      created,
+      seen,
+      extras: &extras,
     },
   );
   statements.batch_gets &= sid.deterministic;

@@ -84,6 +84,35 @@ async function security (): Promise<void> {
   void [first, destroyed]
 }
 
+// Devices and lifetimes: created_at / last_seen, extra columns, an absolute timeout.
+async function devices (): Promise<void> {
+  const withDevices = new PGStoreClass({
+    columns: { user_id: 'user_id', created_at: 'created_at', last_seen: 'last_seen' },
+    extraColumns: {
+      user_agent: (s) => s.device?.ua ?? null,
+      ip: (s) => s.device?.ip,
+      visits: (s) => s.visits ?? 0,
+      admin: () => false,
+    },
+    maxLifetime: 12 * 60 * 60 * 1000,
+  })
+  const list: UserSession[] = await withDevices.listUserSessions('u1')
+  for (const d of list) {
+    const created: Date | null | undefined = d.createdAt
+    const lastSeen: number | undefined = d.lastSeen?.getTime()
+    const ua: string | number | boolean | null | undefined = d.extra?.user_agent
+    // @ts-expect-error createdAt may be null (a row written before the column existed) or absent
+    d.createdAt.getTime()
+    void [created, lastSeen, ua]
+  }
+  const code: ErrorCode = 'ERR_PG_SESSION_EXTRA_COLUMN'
+  // @ts-expect-error an extra column holds a string, number, boolean or null, not an object
+  new PGStoreClass({ extraColumns: { device: (s) => s.device } })
+  // @ts-expect-error maxLifetime is milliseconds, not a string
+  new PGStoreClass({ columns: { created_at: 'created_at' }, maxLifetime: '12h' })
+  void code
+}
+
 function callbacks (): void {
   store.get('sid', (err, sess) => { void [err, sess] })
   store.set('sid', { cookie: new session.Cookie() }, (err) => { void err })
@@ -101,10 +130,11 @@ new PGStoreClass({ columns: { id: 'sid' } })
 // @ts-expect-error pruneSessionInterval is seconds or false
 new PGStoreClass({ pruneSessionInterval: true })
 
-void [promises, callbacks, code, security]
+void [promises, callbacks, code, security, devices]
 
 declare module 'express-session' {
   interface SessionData {
     visits?: number
+    device?: { ip?: string, ua?: string }
   }
 }
