@@ -17,7 +17,8 @@ async function main () {
   await sql(url, `ALTER TABLE bench_ops_devices ADD COLUMN uid varchar NULL, ADD COLUMN created_at timestamp(6) NULL,
     ADD COLUMN last_seen timestamp(6) NULL, ADD COLUMN ip text NULL, ADD COLUMN user_agent text NULL;
     CREATE INDEX ON bench_ops_devices (uid); CREATE INDEX ON bench_ops_devices (created_at);
-    UPDATE bench_ops_devices SET uid = 'user-1', created_at = now(), last_seen = now(); VACUUM ANALYZE bench_ops_devices`)
+    UPDATE bench_ops_devices SET uid = 'user-1', created_at = now(), last_seen = now()`)
+  await sql(url, 'VACUUM ANALYZE bench_ops_devices')
   const runs = { ours: [], devices: [] }
   for (const kind of alternate('ours', 'devices', rounds)) {
     const r = await runChild('store-worker.js', { kind, url, table: `bench_ops_${kind}`, max: 10, concurrency: 64, durationMs: seconds * 1000 })
