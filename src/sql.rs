@@ -658,23 +658,23 @@ impl Statements {
         },
       ));
     }
-    let user_col: String = written
+    let more_cols: String = written
       .iter()
       .map(|(_, w)| format!(", {}", w.col))
       .collect();
-    let user_update: String = written
+    let more_update: String = written
       .iter()
       .map(|(_, w)| format!(", {}", w.update))
       .collect();
-    let user_many: String = written
+    let more_many: String = written
       .iter()
       .map(|(_, w)| format!(", {}", w.many))
       .collect();
-    let (mut user_param, mut user_alias) = (String::new(), String::new());
+    let (mut more_arrays, mut more_alias) = (String::new(), String::new());
     for (k, w) in &written {
       if let Some(array) = &w.array {
-        user_param.push_str(&format!(", ${k}::{array}"));
-        user_alias.push_str(&format!(", p{k}"));
+        more_arrays.push_str(&format!(", ${k}::{array}"));
+        more_alias.push_str(&format!(", p{k}"));
       }
     }
     // A set's values from its parameters, `p(k)` naming the k-th (1-based, as in SetLayout).
@@ -706,7 +706,7 @@ impl Statements {
       " WHERE $4::float8 IS NOT NULL".to_string()
     };
     let upsert = format!(
-      "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}{user_update}{guard}"
+      "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = EXCLUDED.{exp}{more_update}{guard}"
     );
     let touch_guard = if tombstones {
       format!(" AND {}", alive("s."))
@@ -779,13 +779,13 @@ impl Statements {
       )
     };
     // A tombstone holds no owner, times or device.
-    let user_null: String = written
+    let cleared: String = written
       .iter()
       .map(|(_, w)| format!(", {} = NULL", w.col))
       .collect();
     let tomb = || {
       format!(
-        "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = {}{user_null}",
+        "ON CONFLICT ({sid}) DO UPDATE SET {sess} = EXCLUDED.{sess}, {exp} = {}{cleared}",
         tomb_expiry(&format!("EXCLUDED.{exp}"))
       )
     };
@@ -866,7 +866,7 @@ impl Statements {
         );
         let destroy = if tombstones {
           format!(
-            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{user_null} WHERE {of_user}",
+            "UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{cleared} WHERE {of_user}",
             tomb_expiry(&format!("{} - {TOMBSTONE_SHIFT}", expire.at("$4::float8")))
           )
         } else {
@@ -934,7 +934,7 @@ impl Statements {
       ),
       set: Stmt::new(
         format!(
-          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES ({}) {upsert}",
+          "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{more_cols}) VALUES ({}) {upsert}",
           set_values(&dollar)
         ),
         &set_types,
@@ -943,9 +943,9 @@ impl Statements {
       // batches never wait on each other in a cycle.
       set_batch: Stmt::new(
         format!(
-          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) \
-           SELECT v.sid{sid_cast}, v.sess{cast}, {at}{user_many} \
-           FROM lock_wait, unnest($1::text[], $2::text[], $3::float8[]{user_param}) AS v(sid, sess, expire_at{user_alias}) {upsert}",
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{more_cols}) \
+           SELECT v.sid{sid_cast}, v.sess{cast}, {at}{more_many} \
+           FROM lock_wait, unnest($1::text[], $2::text[], $3::float8[]{more_arrays}) AS v(sid, sess, expire_at{more_alias}) {upsert}",
           wait = lock_wait(),
           sid_cast = sid_type.cast,
           at = expire.at("v.expire_at"),
@@ -954,7 +954,7 @@ impl Statements {
       ),
       set_one: Stmt::new(
         format!(
-          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) SELECT {} \
+          "{wait}INSERT INTO {table} AS s ({sid}, {sess}, {exp}{more_cols}) SELECT {} \
            FROM lock_wait {upsert}",
           set_values(&dollar),
           wait = lock_wait(),
@@ -1031,7 +1031,7 @@ impl Statements {
         let pick = format!("SELECT {sid} FROM {table} WHERE {aged} LIMIT $2::int8 FOR UPDATE SKIP LOCKED");
         let sql = if tombstones {
           format!(
-            "WITH aged AS ({pick}) UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{user_null} \
+            "WITH aged AS ({pick}) UPDATE {table} AS s SET {sess} = {marker}, {exp} = {}{cleared} \
              WHERE s.{sid} = ANY(ARRAY(SELECT {sid} FROM aged)) AND {aged}",
             tomb_expiry(&format!("{} - {TOMBSTONE_SHIFT}", expire.at("$3::float8")))
           )
@@ -1071,7 +1071,7 @@ impl Statements {
         let values: Vec<String> = (0..rows).map(row).collect();
         s.set_rows.push(Stmt::new(
           format!(
-            "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{user_col}) VALUES {} {upsert}",
+            "INSERT INTO {table} AS s ({sid}, {sess}, {exp}{more_cols}) VALUES {} {upsert}",
             values.join(", ")
           ),
           &(0..rows)
