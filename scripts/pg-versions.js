@@ -33,7 +33,7 @@ const WRAPPER = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'embe
 // createTableIfMissing under races (store), custom column and schema names and the ways to connect
 // (options), table shapes and a full server (schema-shapes), prune over partitioned and inherited
 // tables (prune-shapes), per-session ordering (order), and tombstones, owners and sealing (security).
-const FILES = ['compat', 'store', 'options', 'schema-shapes', 'prune-shapes', 'order', 'security']
+const FILES = ['compat', 'store', 'options', 'schema-shapes', 'prune-shapes', 'order', 'security', 'devices']
   .map((name) => path.join(ROOT, '__test__', `${name}.test.js`))
 
 /** @param {string} major @param {string} prefix */
