@@ -453,3 +453,65 @@ describe('existing tables', () => {
     assert.equal(await store.get('before'), null)
   })
 })
+
+describe('review findings', () => {
+  test('a NOT NULL created_at / last_seen / extra column is refused at first use with the ALTER TABLE that drops NOT NULL (a tombstone writes NULL there)', async () => {
+    const table = uniqueName('devnn')
+    await withClient((c) => c.query(`CREATE TABLE "${table}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL,
+      user_id varchar NULL, created_at timestamptz NOT NULL DEFAULT now(), last_seen timestamptz NOT NULL DEFAULT now(), user_agent text NULL, ip text NULL)`))
+    const store = storeOn({ ...DEVICE_OPTIONS, createTableIfMissing: false }, table)
+    await assert.rejects(store.ready(), (err) => {
+      assert.equal(err.code, 'ERR_PG_SESSION_SCHEMA')
+      assert.match(err.message, new RegExp(`ALTER TABLE "${table}" ALTER COLUMN "created_at" DROP NOT NULL;\\nALTER TABLE "${table}" ALTER COLUMN "last_seen" DROP NOT NULL;`))
+      return true
+    })
+    await withClient((c) => c.query(`ALTER TABLE "${table}" ALTER COLUMN created_at DROP NOT NULL, ALTER COLUMN last_seen DROP NOT NULL`))
+    const fixed = storeOn({ ...DEVICE_OPTIONS, createTableIfMissing: false }, table)
+    await fixed.set('a', sess({ passport: { user: 'u9' } }))
+    await fixed.destroy('a')
+    assert.equal(await fixed.get('a'), null)
+  })
+
+  test('a missing owner column is named with the other missing columns, in one message', async () => {
+    const table = uniqueName('devmiss')
+    await withClient((c) => c.query(`CREATE TABLE "${table}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL, user_agent text NULL, ip text NULL)`))
+    const store = storeOn({ ...DEVICE_OPTIONS, createTableIfMissing: false }, table)
+    await assert.rejects(store.ready(), (err) => {
+      assert.equal(err.code, 'ERR_PG_SESSION_SCHEMA')
+      for (const name of ['user_id', 'created_at', 'last_seen']) assert.match(err.message, new RegExp(`ALTER TABLE "${table}" ADD COLUMN "${name}" `))
+      return true
+    })
+  })
+
+  test('a value a typed extra column refuses (out of range) fails that set without the value in the message', async () => {
+    const table = uniqueName('devrange')
+    await withClient((c) => c.query(`CREATE TABLE "${table}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL, logins integer NULL, big bigint NULL)`))
+    const store = storeOn({ createTableIfMissing: false, extraColumns: { logins: (s) => s.logins, big: (s) => s.big } }, table)
+    await assert.rejects(store.set('a', sess({ logins: '99999999999' })), (err) => {
+      assert.equal(err.code, '22003')
+      assert.doesNotMatch(`${err.message}\n${err.stack}`, /99999999999/)
+      return true
+    })
+    // A bigint beyond 2^53 reads back exactly (as text, not a rounded number).
+    const big = uniqueName('devbig')
+    await withClient((c) => c.query(`CREATE TABLE "${big}" (sid varchar PRIMARY KEY, sess json NOT NULL, expire timestamp(6) NOT NULL, owner varchar NULL, big bigint NULL)`))
+    const exact = storeOn({ createTableIfMissing: false, columns: { user_id: 'owner' }, extraColumns: { big: (s) => s.big } }, big)
+    await exact.set('b', sess({ passport: { user: 'u8' }, big: '9007199254740993' }))
+    assert.equal((await exact.listUserSessions('u8'))[0].extra.big, '9007199254740993')
+  })
+
+  test('prune deletes a session both expired and past maxLifetime (no tombstone for it); destroyUserSessions counts only what the list shows', async () => {
+    const table = uniqueName('devexp')
+    const store = storeOn({ ...DEVICE_OPTIONS, maxLifetime: HOUR }, table)
+    await store.set('expired-and-aged', sess({ passport: { user: 'u7' } }, Date.now() - 1000))
+    await store.set('aged', sess({ passport: { user: 'u7' } }))
+    await store.set('live', sess({ passport: { user: 'u7' } }))
+    await withClient((c) => c.query(`UPDATE "${table}" SET created_at = created_at - interval '2 hours' WHERE sid <> 'live'`))
+    assert.deepEqual((await store.listUserSessions('u7')).map((r) => r.sid), ['live'])
+    assert.equal(await store.destroyUserSessions('u7'), 1)
+    await store.pruneSessions()
+    const rows = await rawRows(table)
+    assert.deepEqual(rows.map((r) => r.sid).sort(), ['aged', 'live'], 'the expired one is deleted, the aged one kept as a tombstone')
+    assert.ok(rows.every((r) => r.user_agent === null && r.created_at === null), 'both are tombstones now')
+  })
+})

@@ -279,23 +279,21 @@ impl Engine {
 
   pub async fn prune(&self, now: f64) -> StoreResult<i64> {
     let st = self.statements().await?;
-    let mut deleted = 0;
     // Sessions past `maxLifetime` first: they become tombstones the second statement ends later.
-    if let Some(aged) = &st.prune_aged {
-      let until = now + TOMBSTONE_GUARD_SECONDS;
-      deleted += self
-        .prune_with(aged, &[&now, &self.prune_batch, &until])
-        .await?;
-      if self.is_closed() {
-        return Ok(deleted);
+    // Its failure does not keep expired rows from being deleted; it is reported after.
+    let aged = match &st.prune_aged {
+      Some(aged) if !self.is_closed() => {
+        let until = now + TOMBSTONE_GUARD_SECONDS;
+        self
+          .prune_with(aged, &[&now, &self.prune_batch, &until])
+          .await
       }
-    }
-    Ok(
-      deleted
-        + self
-          .prune_with(&st.prune_batch, &[&now, &self.prune_batch])
-          .await?,
-    )
+      _ => Ok(0),
+    };
+    let deleted = self
+      .prune_with(&st.prune_batch, &[&now, &self.prune_batch])
+      .await?;
+    Ok(deleted + aged?)
   }
 
   /// Runs one prune statement until it ends fewer rows than a batch.

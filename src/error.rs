@@ -183,15 +183,32 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 }
 
 /// A data error (22xxx) quotes the value it refused (`invalid input syntax for type uuid: "…"`,
-/// `invalid byte sequence for encoding "UTF8": 0x…`), which may be a session id or a user id:
-/// the message keeps what was wrong, not the value.
+/// `value "…" is out of range for type integer`, bytes `0x…`), which may be a session id, a user id
+/// or an extra column's value: the message keeps what was wrong, not the value.
 fn without_value<'a>(sqlstate: &str, message: &'a str) -> std::borrow::Cow<'a, str> {
-  match message.find(": ") {
-    Some(at) if sqlstate.starts_with("22") => {
-      format!("{} (value not shown)", &message[..at]).into()
-    }
-    _ => message.into(),
+  if !sqlstate.starts_with("22") {
+    return message.into();
   }
+  let (head, tail) = match message.find(": ") {
+    Some(at) => (&message[..at], " (value not shown)"),
+    None => (message, ""),
+  };
+  let mut words: Vec<&str> = Vec::new();
+  let mut quoted = false;
+  for word in head.split(' ') {
+    if quoted {
+      // Inside a quoted value: dropped up to its closing quote.
+      quoted = !word.ends_with('"');
+    } else if words.last() == Some(&"value") && word.starts_with('"') {
+      words.push("(not shown)");
+      quoted = !(word.len() > 1 && word.ends_with('"'));
+    } else if word.starts_with("0x") {
+      words.push("(not shown)");
+    } else {
+      words.push(word);
+    }
+  }
+  format!("{}{tail}", words.join(" ")).into()
 }
 
 /// What to change when a pooler in front of PostgreSQL (PgBouncer) refuses what the store sends.
@@ -264,6 +281,25 @@ mod tests {
     assert_eq!(
       without_value("23505", "duplicate key: x"),
       "duplicate key: x"
+    );
+    assert_eq!(
+      without_value(
+        "22003",
+        "value \"99999999999\" is out of range for type integer"
+      ),
+      "value (not shown) is out of range for type integer"
+    );
+    assert_eq!(
+      without_value("22003", "value \"a b c\" is out of range"),
+      "value (not shown) is out of range"
+    );
+    let bytes = without_value(
+      "22P05",
+      "character with byte sequence 0xe2 0x82 0xac in encoding \"UTF8\" has no equivalent in encoding \"LATIN1\"",
+    );
+    assert!(
+      !bytes.contains("0xe2") && bytes.contains("\"LATIN1\""),
+      "{bytes}"
     );
   }
 

@@ -151,13 +151,14 @@ impl QuotedTable {
   /// PostgreSQL 12 lack the column (every collation there is deterministic). Existence comes from
   /// pg_class under the statement's snapshot, not from `to_regclass` alone: that one reads the
   /// newest catalog, so a table another process just created would exist with no columns.
-  /// The last column says whether the citus extension is installed (then `citus_table_query`).
+  /// Then whether the citus extension is installed (then `citus_table_query`), and whether the
+  /// column is NOT NULL.
   pub fn catalog_query(&self) -> Stmt {
     Stmt::new(
       "SELECT rel.oid IS NOT NULL, a.attname::text, t.typname::text, \
        coalesce((to_jsonb(c) ->> 'collisdeterministic')::bool, true), \
        t.typcategory::text, format_type(a.atttypid, -1), \
-       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') \
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus'), a.attnotnull \
        FROM (SELECT to_regclass($1::text) AS oid) r \
        LEFT JOIN pg_class rel ON rel.oid = r.oid \
        LEFT JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -254,7 +255,6 @@ impl QuotedTable {
   /// Distributes the table on its session id column (Citus), after `create_table_sql` in the same
   /// string, so one transaction creates and distributes it. Names go in as quoted literals.
   pub fn distribute_sql(&self) -> String {
-    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     format!(
       "SELECT create_distributed_table({}, {});",
       literal(&self.qualified),
@@ -860,9 +860,10 @@ impl Statements {
         // `except` a uuid column could not hold must not fail the call.
         let of_user = format!(
           "s.{col} = {} AND s.{exp} >= {} AND ($2::text IS NULL OR s.{sid}::text <> $2::text) \
-           AND ($5::text[] IS NULL OR s.{sid}::text = ANY($5::text[]))",
+           AND ($5::text[] IS NULL OR s.{sid}::text = ANY($5::text[])){}",
           ty.one("$1"),
           expire.at("$3::float8"),
+          life("$3::float8"),
         );
         let destroy = if tombstones {
           format!(
@@ -879,7 +880,7 @@ impl Statements {
                FROM {table} WHERE {col} = {} AND {exp} >= {}{} ORDER BY {}{exp} DESC",
               epoch_of(created.map(|c| c.0)),
               epoch_of(seen.map(|c| c.0)),
-              json_object(&t.spec().extras, &t.extras),
+              json_object(&t.spec().extras, &t.extras, shape.extras),
               ty.one("$1"),
               expire.at("$2::float8"),
               life("$2::float8"),
@@ -1024,10 +1025,10 @@ impl Statements {
         &[Type::FLOAT8, Type::INT8],
       ),
       prune_aged: lifetime.map(|((c, ty), l)| {
-        // Aged sessions, not tombstones, up to the batch size; the outer test makes it safe as
-        // prune_batch's does. With tombstones they become ones (guarding their id as a destroy
+        // Aged sessions still live by their expiry (expired ones prune_batch deletes), up to the
+        // batch size; the outer test makes it safe as prune_batch's does. With tombstones they become ones (guarding their id as a destroy
         // does: until the later of their expiry and $3), so no late write brings them back.
-        let aged = format!("{c} < {} AND {exp} >= {floor}", ty.at(&format!("$1::float8 - {l}")));
+        let aged = format!("{c} < {} AND {exp} >= {at_now}", ty.at(&format!("$1::float8 - {l}")));
         let pick = format!("SELECT {sid} FROM {table} WHERE {aged} LIMIT $2::int8 FOR UPDATE SKIP LOCKED");
         let sql = if tombstones {
           format!(
@@ -1116,6 +1117,12 @@ impl Statements {
   }
 }
 
+/// `text` as a string literal, whatever `standard_conforming_strings` says (a backslash escapes
+/// in `E'…'` always).
+fn literal(text: &str) -> String {
+  format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// A time column's value in seconds since the epoch, or NULL when it is not configured.
 fn epoch_of(column: Option<&String>) -> String {
   match column {
@@ -1125,14 +1132,19 @@ fn epoch_of(column: Option<&String>) -> String {
 }
 
 /// The extra columns as one JSON object text (`{"ip": …}`), or NULL when there are none.
-fn json_object(names: &[String], quoted: &[String]) -> String {
+/// A bigint or numeric value goes in as text: JSON.parse would round it to a double.
+fn json_object(names: &[String], quoted: &[String], types: &[SidType]) -> String {
   if names.is_empty() {
     return "NULL::text".into();
   }
   let pairs: Vec<String> = names
     .iter()
     .zip(quoted)
-    .map(|(name, q)| format!("'{}', {q}", name.replace('\'', "''")))
+    .zip(types)
+    .map(|((name, q), ty)| {
+      let wide = ty.cast == "::bigint" || ty.cast.starts_with("::numeric");
+      format!("{}, {q}{}", literal(name), if wide { "::text" } else { "" })
+    })
     .collect();
   format!("json_build_object({})::text", pairs.join(", "))
 }
@@ -1289,7 +1301,7 @@ mod tests {
     })
     .unwrap();
     let text = SidType::default();
-    let extras = [SidType::default(), SidType::from_pg("N", "integer")];
+    let extras = [SidType::default(), SidType::from_pg("N", "bigint")];
     for citus in [false, true] {
       let s = Statements::new(
         &t,
@@ -1306,7 +1318,7 @@ mod tests {
       assert_eq!(s.set.types.len(), 8);
       assert_eq!(s.set_layout.stride(), 8);
       assert!(s.set.sql.contains(
-        "(\"sid\", \"sess\", \"expire\", \"owner\", \"created\", \"seen\", \"ip\", \"ua\") VALUES ($1::text, $2::text::json, to_timestamp($3::float8)::timestamp, $5::text, to_timestamp($6::float8), to_timestamp($6::float8)::timestamp, $7::text, $8::text::integer)"
+        "(\"sid\", \"sess\", \"expire\", \"owner\", \"created\", \"seen\", \"ip\", \"ua\") VALUES ($1::text, $2::text::json, to_timestamp($3::float8)::timestamp, $5::text, to_timestamp($6::float8), to_timestamp($6::float8)::timestamp, $7::text, $8::text::bigint)"
       ), "{}", s.set.sql);
       assert!(s
         .set
@@ -1337,7 +1349,7 @@ mod tests {
       let list = s.user_sessions.as_ref().unwrap();
       assert!(list
         .sql
-        .contains("json_build_object('ip', \"ip\", 'ua', \"ua\")::text"));
+        .contains("json_build_object(E'ip', \"ip\", E'ua', \"ua\"::text)::text"));
       assert!(list
         .sql
         .contains("ORDER BY \"seen\" DESC NULLS LAST, \"expire\" DESC"));
@@ -1348,7 +1360,7 @@ mod tests {
         assert_eq!(s.set_rows[0].types.len(), 16);
         assert!(
           s.set_rows[0].sql.contains(
-            "$14::float8), to_timestamp($14::float8)::timestamp, $15::text, $16::text::integer)"
+            "$14::float8), to_timestamp($14::float8)::timestamp, $15::text, $16::text::bigint)"
           ),
           "{}",
           s.set_rows[0].sql
@@ -1478,6 +1490,13 @@ mod tests {
     }
     let wait = format!("SET LOCAL lock_timeout TO '{BATCH_LOCK_WAIT_MS}ms'");
     assert!(CITUS_LOCK_WAIT.ends_with(&wait));
+  }
+
+  #[test]
+  fn literals_hold_quotes_and_backslashes_whatever_the_server_setting() {
+    assert_eq!(literal("it's"), "E'it''s'");
+    // With standard_conforming_strings off, '…\' would end in an escaped quote.
+    assert_eq!(literal("x\\"), "E'x\\\\'");
   }
 
   #[test]

@@ -10,7 +10,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use crate::citus::Shards;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Target;
-use crate::sql::{DataType, ExpireType, QuotedTable, Shape, SidType, Statements};
+use crate::sql::{quote_ident, DataType, ExpireType, QuotedTable, Shape, SidType, Statements};
 
 type Lookup = Shared<BoxFuture<'static, StoreResult<Arc<Statements>>>>;
 
@@ -44,6 +44,7 @@ struct Column {
   category: String,
   formatted: String,
   deterministic: bool,
+  not_null: bool,
 }
 
 /// What the catalog says about the table.
@@ -162,42 +163,40 @@ async fn inspect(
       spec.expire, table.qualified, expire.formatted
     ))
   })?;
-  let user_type = match (&spec.user_id, table.add_user_column_sql()) {
-    (Some(user), Some(alter)) => {
-      let column = columns.get(user).ok_or_else(|| {
-        StoreError::Schema(format!(
-          "the session table {} has no column \"{user}\" for `columns.user_id`; add it by running\n{alter}\nor set `columns.user_id` to the right name",
-          table.qualified
-        ))
-      })?;
-      Some(SidType::from_pg(&column.category, &column.formatted))
-    }
-    _ => None,
-  };
-  // The optional columns: every missing one named in one error, with the ALTER TABLEs that add them.
-  let wanted = [
-    (&spec.created_at, "columns.created_at".to_string()),
-    (&spec.last_seen, "columns.last_seen".to_string()),
+  // The optional columns: every missing one named in one error, with the ALTER TABLEs that add
+  // them; each must take NULL (a tombstone clears them, an extra column's value may be none).
+  let wanted: Vec<(String, String)> = [
+    (&spec.user_id, "columns.user_id"),
+    (&spec.created_at, "columns.created_at"),
+    (&spec.last_seen, "columns.last_seen"),
   ]
   .into_iter()
-  .filter_map(|(name, option)| Some((name.clone()?, option)))
+  .filter_map(|(name, option)| Some((name.clone()?, option.to_string())))
   .chain(
     spec
       .extras
       .iter()
       .map(|e| (e.clone(), format!("extraColumns.{e}"))),
-  );
-  let missing: Vec<(String, String)> = wanted
+  )
+  .collect();
+  let missing: Vec<&(String, String)> = wanted
+    .iter()
     .filter(|(name, _)| !columns.contains_key(name))
     .collect();
   if !missing.is_empty() {
     let names: Vec<String> = missing
       .iter()
-      .map(|(n, o)| format!("\"{n}\" (`{o}`)"))
+      .map(|(n, o)| format!("\"{n}\" for `{o}`"))
       .collect();
     let alters: Vec<String> = missing
       .iter()
-      .filter_map(|(n, _)| table.add_column_sql(n))
+      .filter_map(|(n, _)| {
+        if spec.user_id.as_ref() == Some(n) {
+          table.add_user_column_sql()
+        } else {
+          table.add_column_sql(n)
+        }
+      })
       .collect();
     return Err(StoreError::Schema(format!(
       "the session table {} has no column {}; add {} by running\n{}\nor set the option to the right name",
@@ -207,6 +206,34 @@ async fn inspect(
       alters.join("\n")
     )));
   }
+  let not_null: Vec<&str> = wanted
+    .iter()
+    .filter(|(name, _)| columns.get(name).is_some_and(|c| c.not_null))
+    .map(|(name, _)| name.as_str())
+    .collect();
+  if !not_null.is_empty() {
+    let alters: Vec<String> = not_null
+      .iter()
+      .map(|n| {
+        let column = quote_ident(n, "column").unwrap_or_default();
+        format!(
+          "ALTER TABLE {} ALTER COLUMN {column} DROP NOT NULL;",
+          table.qualified
+        )
+      })
+      .collect();
+    return Err(StoreError::Schema(format!(
+      "column {} of {} is NOT NULL; the store writes NULL there (a destroyed session's tombstone clears it), so run\n{}",
+      not_null.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
+      table.qualified,
+      alters.join("\n")
+    )));
+  }
+  let user_type = spec
+    .user_id
+    .as_ref()
+    .and_then(|user| columns.get(user))
+    .map(|column| SidType::from_pg(&column.category, &column.formatted));
   let optional = |name: &str| {
     (columns.get(name)).ok_or_else(|| StoreError::Schema(format!("no column \"{name}\"")))
   };
@@ -286,6 +313,7 @@ async fn column_types(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult
           deterministic: r.get::<_, bool>(3),
           category: r.get::<_, Option<String>>(4)?,
           formatted: r.get::<_, Option<String>>(5)?,
+          not_null: r.get::<_, Option<bool>>(7).unwrap_or(false),
         };
         Some((r.get::<_, Option<String>>(1)?, column))
       })
