@@ -125,6 +125,36 @@ for (const expireType of ['timestamp(6)', 'timestamptz']) {
   })
 }
 
+test('batched gets across many shards (a statement per shard) answer each caller with its own session: live, expired, missing, destroyed', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)')
+  const store = storeOn(table)
+  const live = Array.from({ length: 60 }, (_, i) => `live-${i}`)
+  const expired = Array.from({ length: 15 }, (_, i) => `expired-${i}`)
+  const missing = Array.from({ length: 15 }, (_, i) => `missing-${i}`)
+  const destroyed = Array.from({ length: 5 }, (_, i) => `destroyed-${i}`)
+  await Promise.all([...live, ...destroyed].map((id, i) => store.set(id, sess(i))))
+  await Promise.all(destroyed.map((id) => store.destroy(id)))
+  await onCitus((c) => c.query(
+    `INSERT INTO "${table}" (sid, sess, expire) SELECT id, '{"n": -1}', localtimestamp - interval '1 hour'
+     FROM unnest($1::text[]) id`, [expired]))
+  // The ids asked land in many shards: some alone in theirs (the single-row get), some with
+  // others (one = ANY per shard); so both forms of the per-shard path run.
+  const asked = [...live, ...expired, ...missing, ...destroyed, ...live.slice(0, 5)].sort(() => Math.random() - 0.5)
+  const { rows } = await onCitus((c) => c.query(
+    `SELECT get_shard_id_for_distribution_column($1, id) AS shard, count(*)::int AS n
+     FROM unnest($2::text[]) id GROUP BY 1`, [`"${table}"`, [...new Set(asked)]]))
+  assert.ok(rows.length >= 16, `the ids land in ${rows.length} shards`)
+  assert.ok(rows.some((r) => r.n === 1) && rows.some((r) => r.n > 1), 'shards with one id and with several')
+  for (let round = 0; round < 3; round++) {
+    // One tick: one batch of gets.
+    const got = await Promise.all(asked.map((id) => store.get(id)))
+    asked.forEach((id, k) => {
+      if (id.startsWith('live-')) assert.deepEqual(got[k] && got[k].n, Number(id.slice(5)), `${id} gets its own session`)
+      else assert.equal(got[k], null, `${id} is no session`)
+    })
+  }
+})
+
 test('the touch batch writes the value the single-row form writes, in the session time zone', { skip, timeout: 60000 }, async () => {
   const table = await distributedTable('timestamp(6)')
   const zone = 'America/New_York'

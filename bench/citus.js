@@ -6,7 +6,8 @@
 // side in one run. Two workloads, 64 callers each over 10k seeded sessions (bench/store-worker.js,
 // each measurement in a fresh process): a get+set loop (half gets, half sets) and get-only. Runs
 // alternate A B B A per round, so a drift of the machine cancels; prints ops/s of every run, the
-// medians and Citus ÷ plain. CITUS_SHARDS=n distributes the table in n shards (Citus's default: 32).
+// medians and Citus ÷ plain. CITUS_SHARDS=n distributes the table in n shards (Citus's default: 32);
+// CITUS_WORKLOADS=get-only (names, comma-separated) runs only those workloads.
 
 const { seedTable, sql, runChild, alternate, median } = require('./lib')
 
@@ -23,6 +24,7 @@ const WORKLOADS = [
   { name: 'get-only', mix: { get: 100, touch: 0, set: 0 } },
 ]
 if (process.env.XSET) WORKLOADS.push({ name: 'set-only', mix: { get: 0, touch: 0, set: 100 } })
+const ONLY = process.env.CITUS_WORKLOADS ? process.env.CITUS_WORKLOADS.split(',') : null
 
 async function main () {
   if (!CITUS) throw new Error('CITUS_URL is not set: a Citus coordinator URL (/work/shared/citus/start-cluster.sh WORK_DIR 5451 prints one)')
@@ -32,7 +34,7 @@ async function main () {
   const { rows } = await sql(CITUS, "SELECT count(*)::int AS n FROM pg_dist_shard WHERE logicalrelid = $1::regclass", [`"${TABLE.citus}"`])
   console.log(`plain: ${PLAIN}\ncitus: ${CITUS} (${rows[0].n} shards)\n${seconds} s per run, ${rounds} round(s) of A B B A, 64 callers, pool of 10\n`)
   const summary = []
-  for (const { name, mix } of WORKLOADS) {
+  for (const { name, mix } of WORKLOADS.filter((w) => !ONLY || ONLY.includes(w.name))) {
     const ops = { plain: [], citus: [] }
     for (const where of alternate('plain', 'citus', rounds)) {
       const r = await runChild('store-worker.js', {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 
 use crate::calls::{Batch, Calls, Item, Kind, Outcome, Work};
+use crate::citus::Shards;
 use crate::engine::Engine;
 use crate::error::{StoreError, StoreResult};
 use crate::pool::Params;
@@ -129,37 +130,71 @@ async fn gets(report: Report, items: Vec<Item>) {
     Ok(st) if items.len() == 1 || !st.batch_gets || engine.has_replicas() => {
       gets_one_by_one(&engine, st, items).await
     }
-    Ok(st) => {
-      let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
-      // The statement filters by the earliest caller's clock; each get is then judged by its own
-      // (a get that waited must not revive another caller's session that expired since).
-      let now = items.iter().map(now_of).fold(f64::INFINITY, f64::min);
-      let params: Params = &[&sids, &now];
-      match engine.primary.run(&st.get_many, params).await {
-        Ok((rows, _)) => {
-          // A NULL in the data column (a row written by hand) is no session.
-          let mut found: HashMap<String, (String, f64)> = rows
-            .iter()
-            .filter_map(|r| Some((r.get(0), (r.get::<_, Option<String>>(1)?, r.get(2)))))
-            .collect();
-          items
-            .into_iter()
-            .map(|i| {
-              let live = found
-                .remove(&i.sid)
-                .filter(|(_, expires)| *expires >= now_of(&i))
-                .map(|(text, _)| text);
-              let outcome = opened(&engine, &i.sid, live);
-              (i.sid, Ok(outcome))
-            })
-            .collect()
-        }
-        Err(e) if e.is_per_session() => gets_one_by_one(&engine, st, items).await,
-        Err(e) => fail_all(items, &e),
-      }
-    }
+    Ok(st) => match &st.shards {
+      Some(shards) => gets_by_shard(&engine, st, shards, items).await,
+      None => gets_many(&engine, st, items).await,
+    },
   };
   report.report(finished);
+}
+
+/// Several gets in one statement (`get_many`); when it fails in a way one session may cause,
+/// the sessions go one by one.
+async fn gets_many(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finished {
+  let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
+  // The statement filters by the earliest caller's clock; each get is then judged by its own
+  // (a get that waited must not revive another caller's session that expired since).
+  let now = items.iter().map(now_of).fold(f64::INFINITY, f64::min);
+  let params: Params = &[&sids, &now];
+  match engine.primary.run(&st.get_many, params).await {
+    Ok((rows, _)) => {
+      // A NULL in the data column (a row written by hand) is no session.
+      let mut found: HashMap<String, (String, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.get(0), (r.get::<_, Option<String>>(1)?, r.get(2)))))
+        .collect();
+      items
+        .into_iter()
+        .map(|i| {
+          let live = found
+            .remove(&i.sid)
+            .filter(|(_, expires)| *expires >= now_of(&i))
+            .map(|(text, _)| text);
+          let outcome = opened(engine, &i.sid, live);
+          (i.sid, Ok(outcome))
+        })
+        .collect()
+    }
+    Err(e) if e.is_per_session() => gets_one_by_one(engine, st, items).await,
+    Err(e) => fail_all(items, &e),
+  }
+}
+
+/// Citus: a statement per shard the batch's ids land in, run at once (pipelined on the lanes).
+/// Each is a router query Citus sends to one worker as one task carrying that shard's ids,
+/// where one `= ANY` over every id is a task per shard, each carrying every id. A shard's lone
+/// id goes as the single-row get (Citus's fast-path router plan).
+async fn gets_by_shard(
+  engine: &Engine,
+  st: &Statements,
+  shards: &Shards,
+  items: Vec<Item>,
+) -> Finished {
+  let mut groups: HashMap<usize, Vec<Item>> = HashMap::new();
+  for item in items {
+    groups
+      .entry(shards.shard_of(&item.sid))
+      .or_default()
+      .push(item);
+  }
+  let finished = join_all(groups.into_values().map(|group| async move {
+    match group.len() {
+      1 => gets_one_by_one(engine, st, group).await,
+      _ => gets_many(engine, st, group).await,
+    }
+  }))
+  .await;
+  finished.into_iter().flatten().collect()
 }
 
 async fn gets_one_by_one(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finished {

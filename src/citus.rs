@@ -1,5 +1,6 @@
 //! Citus: which shard of a table distributed on the session id each id lands in, so a batch's
-//! writes can go one shard at a time (one worker, one task, no two-phase commit).
+//! writes can go one shard at a time (one worker, one task, no two-phase commit), and a batch's
+//! gets go as one router query per shard (`batch::gets_by_shard`).
 //!
 //! The map is read once, at the table lookup (`Shards::query`); a rebalance or shard split after
 //! that makes the grouping less apt, never wrong: Citus routes every row itself.
