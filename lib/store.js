@@ -49,9 +49,9 @@ const ignore = () => {}
 /**
  * One fast-path call from its start to its caller's answer, as one object (lib/calls.js holds
  * it by id and calls `done` with the native answer): no promise when a callback is given
- * (express-session always gives one), no closures per call. The callback is called once, on a
- * later tick; without one the promise is returned, and a rejection nobody awaits is never an
- * unhandled rejection.
+ * (express-session always gives one), no closures per call. The callback is called once, never
+ * before the call has returned (see `reply`); without one the promise is returned, and a
+ * rejection nobody awaits is never an unhandled rejection.
  */
 class FastCall {
   /**
