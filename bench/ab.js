@@ -19,7 +19,10 @@ const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 const [route, rounds, seconds, ...specs] = process.argv.slice(2)
 const PIN = !!process.env.PIN
-/** CPU µs so far of each thread of `pid`, by thread name (numbers dropped; the main thread as 'main'). */
+/**
+ * CPU µs so far of each thread of `pid`, by thread name (numbers dropped; the main thread as 'main'),
+ * and its context switches (voluntary and not) as `<name> switches`.
+ */
 function threadTimes (pid) {
   const out = {}
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -28,6 +31,9 @@ function threadTimes (pid) {
       const name = t === String(pid) ? 'main' : st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')).replace(/\d+$/, '')
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
       out[name] = (out[name] || 0) + (Number(f[11]) + Number(f[12])) * 1e4
+      const status = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')
+      const switches = /voluntary_ctxt_switches:\s+(\d+)[\s\S]*nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)
+      if (switches) out[`${name} switches`] = (out[`${name} switches`] || 0) + Number(switches[1]) + Number(switches[2])
     } catch {}
   }
   return out
@@ -65,7 +71,10 @@ async function main () {
       const { cpuUs } = await ask(child, 'stats')
       const n = r.requests.total
       const th = {}
-      for (const k of Object.keys(t1)) { const d = (t1[k] - (t0[k] || 0)) / n; if (d > 0.5) th[k] = +d.toFixed(1) }
+      for (const k of Object.keys(t1)) {
+        const d = (t1[k] - (t0[k] || 0)) / n
+        if (d > (k.endsWith('switches') ? 0.01 : 0.5)) th[k] = Number(d.toFixed(k.endsWith('switches') ? 2 : 1))
+      }
       if (!res[spec]) res[spec] = []
       res[spec].push({ rps: r.requests.average, cpu: cpuUs / n, th })
       console.log(`${route} ${spec.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  app CPU ${(cpuUs / n).toFixed(1)} µs/req  ${JSON.stringify(th)}`)
