@@ -8,24 +8,31 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, alternateAll, sleep, ask } = require('./lib')
+const { seedTable, sid, alternateAll, sleep, ask, pin } = require('./lib')
 
 const SECRET = 'bench-secret'
 const SESSIONS = 1000
 
-function startApp (kind, url, table, redisUrl) {
+function startApp (kind, url, table, redisUrl, pinApp) {
   const child = fork(path.join(__dirname, 'express-app.js'),
     [JSON.stringify({ kind, url, table, redisUrl, sessions: SESSIONS, secret: SECRET })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   return new Promise((resolve, reject) => {
     child.once('error', reject)
     child.once('exit', (code) => reject(new Error(`express app (${kind}) exited with ${code}`)))
-    child.once('message', ({ port }) => resolve({
+    child.once('message', ({ port }) => {
+      // Started on this process's CPU (the seeding shares it with the database), then moved alone to CPU 0.
+      if (pinApp) pin(/** @type {number} */ (child.pid), 0)
+      resolve(app(port))
+    })
+  })
+  function app (port) {
+    return {
       port,
       mark: () => child.send('mark'),
       stats: () => ask(child, 'stats'),
       stop: () => new Promise((resolve) => { child.removeAllListeners('exit'); child.once('exit', resolve); child.send('exit') }),
-    }))
-  })
+    }
+  }
 }
 
 function drive (port, route, seconds, connections) {
@@ -48,14 +55,15 @@ function drive (port, route, seconds, connections) {
 
 /**
  * `others`: the contenders beside express-pg-session ('cps', 'redis'); `redis` the server
- * bench/redis.js started.
- * @param {{ url: string, rounds: number, seconds: number, connections?: number, others?: string[], redis?: { url: string }, log: (s: string) => void }} o
+ * bench/redis.js started; `pinApp`: each app process alone on CPU 0 (run.js's PIN=1, which has
+ * put everything else on CPU 1).
+ * @param {{ url: string, rounds: number, seconds: number, connections?: number, others?: string[], redis?: { url: string }, pinApp?: boolean, log: (s: string) => void }} o
  */
-async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connections = 50, others = ['cps'], redis, log }) {
+async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connections = 50, others = ['cps'], redis, pinApp = false, log }) {
   const apps = {}
   for (const kind of ['ours', ...others, 'memory']) {
     if (kind !== 'memory' && kind !== 'redis') await seedTable(url, `bench_express_${kind}`, 0)
-    apps[kind] = await startApp(kind, url, `bench_express_${kind}`, redis && redis.url)
+    apps[kind] = await startApp(kind, url, `bench_express_${kind}`, redis && redis.url, pinApp)
   }
   const runs = []
   try {

@@ -2,7 +2,7 @@
 
 // Shared by the benchmarks: the contenders, seeding tables, child processes and statistics.
 
-const { spawn } = require('node:child_process')
+const { spawn, execSync } = require('node:child_process')
 const path = require('node:path')
 const pg = require('pg')
 
@@ -183,4 +183,17 @@ async function settlesWithin (promise, ms) {
   }
 }
 
-module.exports = { createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }
+/**
+ * Moves every thread of `pid` to one CPU (Linux `taskset`). `PIN=1` uses it to put an app process
+ * alone on CPU 0 and everything else (the databases, the load generator) on CPU 1, as if the
+ * database had its own host.
+ */
+function pin (pid, cpu) {
+  try {
+    execSync(`taskset -a -c -p ${cpu} ${pid}`, { stdio: 'ignore' })
+  } catch (err) {
+    throw new Error(`PIN=1 needs taskset (util-linux) and at least 2 CPUs: ${/** @type {Error} */ (err).message}`)
+  }
+}
+
+module.exports = { pin, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

@@ -19,7 +19,7 @@ const path = require('node:path')
 const { fork, execSync } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, sql, ask } = require('./lib')
+const { seedTable, sid, sql, ask, pin } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 
@@ -55,15 +55,6 @@ function processTimes (pattern) {
     } catch {}
   }
   return total
-}
-
-/** Moves every thread of `pid` to one CPU. */
-function pin (pid, cpu) {
-  try {
-    execSync(`taskset -a -c -p ${cpu} ${pid}`, { stdio: 'ignore' })
-  } catch (err) {
-    throw new Error(`PIN=1 needs taskset (util-linux) and at least 2 CPUs: ${/** @type {Error} */ (err).message}`)
-  }
 }
 
 async function main () {

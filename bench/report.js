@@ -37,7 +37,7 @@ const total = (runs, kind, metric) => runs.filter((r) => r.kind === kind).reduce
 const count = (runs, kind, test) => runs.filter((r) => r.kind === kind && test(r)).length
 
 function summarize (raw) {
-  const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres, redis: raw.redis }
+  const s = { machine: raw.machine, date: raw.date, command: raw.command, postgres: raw.postgres, redis: raw.redis, pinned: raw.pinned }
   if (raw.store) {
     s.store = {}
     for (const kind of ['ours', 'cps', ...['eager', 'redis', 'sealed'].filter((k) => hasKind(raw.store, k))]) {
@@ -225,7 +225,7 @@ function tableRows (s) {
       row(`express.${route}.p99`, `Express ${route} p99 latency (ms)`, f0(e.ours.p99Ms), f0(e.cps.p99Ms), f2(e.ratio.p99) + '×', `≤ 1× ${yes(e.ratio.p99 <= 1)}`)
       if (e.redis) withRedis([f0(e.redis.p99Ms), `${f2(v.p99)}×`])
       row(`express.${route}.cpu`, `Express ${route}: app process CPU per request (µs, both threads)`, f0(e.ours.cpuUsPerReq), f0(e.cps.cpuUsPerReq), f2(e.ratio.cpuUsPerReq) + '×', '')
-      if (e.redis) withRedis([f0(e.redis.cpuUsPerReq), vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.2×', v.cpuUsPerReq <= 1.2)])
+      if (e.redis) withRedis([f0(e.redis.cpuUsPerReq), vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)])
       if (e.eager) {
         const er = e.eagerRatio
         row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
@@ -284,7 +284,7 @@ const ALIGN = ['---', '---:', '---:', '---:', '---']
 const REDIS_HEADER = ['connect-redis + Redis', 'ratio to connect-redis (lowest–highest round), target']
 const REDIS_ALIGN = ['---:', '---']
 const tableLine = (cells) => `| ${cells.join(' | ')} |`
-const measured = (s) => `Measured ${s.date} on ${s.machine}, ${s.postgres}${s.redis ? `, ${s.redis}` : ''}, with \`${s.command}\`. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A, A B C C B A) in the same run.`
+const measured = (s) => `Measured ${s.date} on ${s.machine}, ${s.postgres}${s.redis ? `, ${s.redis}` : ''}, with \`${s.command}\`${s.pinned ? ` (${s.pinned})` : ''}. Medians over rounds; ratios are medians of per-round ratios, contenders alternated (A B B A, A B C C B A) in the same run.`
 
 /** The table's lines; the connect-redis columns when it ran. `pick` keeps some rows, `cut` some columns. */
 function tableLines (s, { pick = () => true, columns = HEADER.length } = {}) {

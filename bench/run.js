@@ -1,6 +1,6 @@
 'use strict'
 
-// `npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]
+// `[PIN=1] npm run bench [-- --quick] [-- --only=store,latency,hot,locked,express,memory,size,pgbench] [-- --no-readme]
 //   [-- --vs=cps,eager,redis]`
 // Every benchmark, against DATABASE_URL or an embedded PostgreSQL started here. The store and
 // Express benchmarks also run connect-redis on a Redis started here (bench/redis.js), skipped
@@ -10,11 +10,13 @@
 // bench/results/results.json, results.md and chart.svg (bench/results/partial/ for --only), and
 // the documents' performance sections between their markers (not for --only or --no-readme):
 // the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
-// also re-renders them from a saved results.json).
+// also re-renders them from a saved results.json). PIN=1 (Linux, ≥ 2 CPUs, with --only=express)
+// puts each Express app process alone on CPU 0 and everything else (this process and its load
+// generator, the embedded PostgreSQL, Redis) on CPU 1, as if the database had its own host.
 
 const os = require('node:os')
 const path = require('node:path')
-const { sql } = require('./lib')
+const { sql, pin } = require('./lib')
 const { runStoreOps, runLatency, runMemory } = require('./store-ops')
 const { runHot } = require('./hot')
 const { runLocked } = require('./locked')
@@ -36,6 +38,7 @@ const vsArg = args.find((a) => a.startsWith('--vs='))
 // sealed: ours with `secret` (encryption at rest), on store ops and the write route.
 const vs = vsArg ? vsArg.slice(5).split(',') : ['cps', 'eager', 'redis', 'sealed']
 const writeDocuments = !args.includes('--no-readme') && !only && !vsArg
+const pinned = !!process.env.PIN && process.env.PIN !== '0'
 
 // Full: ≈ 17 minutes on a 2-core machine (hot + locked ≈ 3.7 of them, connect-redis and touchAfter: 0 ≈ 4);
 // quick: ≈ 6 minutes (hot + locked ≈ 1.7).
@@ -46,6 +49,14 @@ const plan = quick
 const log = (line) => process.stdout.write(line + '\n')
 
 async function main () {
+  if (pinned) {
+    // The other benchmarks' own processes would all share CPU 1 with the databases.
+    if (!only || [...only].some((name) => name !== 'express')) throw new Error('PIN=1 is for the Express benchmark: add --only=express')
+    if (os.cpus().length < 2) throw new Error('PIN=1 needs at least 2 CPUs')
+    // Before anything starts, so the embedded PostgreSQL and Redis inherit CPU 1 (the apps are moved to CPU 0).
+    pin(process.pid, 1)
+    if (process.env.DATABASE_URL) log('PIN=1: the server at DATABASE_URL is not started here, so it is not pinned; unset DATABASE_URL to have an embedded one on CPU 1')
+  }
   let server
   let url = process.env.DATABASE_URL
   if (!url) {
@@ -63,9 +74,10 @@ async function main () {
       date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
       machine: `${cpus.length} × ${cpus[0].model.trim()}, ${Math.round(os.totalmem() / 2 ** 30)} GB RAM, ${os.type()} ${os.release()}, Node ${process.version}`,
       postgres: `PostgreSQL ${version.split(' ')[0]} (${server ? 'embedded' : 'DATABASE_URL'})`,
-      command: `npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`,
+      command: `${pinned ? 'PIN=1 ' : ''}npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`,
       plan,
     }
+    if (pinned) raw.pinned = `PIN=1: each Express app alone on CPU 0; ${server ? 'PostgreSQL, ' : ''}Redis and the load generator on CPU 1`
     let others = vs.filter((k) => k !== 'redis')
     if (vs.includes('redis') && (wants('store') || wants('express'))) {
       const r = await startRedis(log)
@@ -83,7 +95,7 @@ async function main () {
     if (wants('latency')) { log('Single-operation latency'); raw.latency = await runLatency({ url, rounds: plan.rounds, seconds: plan.latencySeconds, log }) }
     if (wants('hot')) { log('Hot sessions'); raw.hot = await runHot({ url, rounds: plan.rounds, seconds: plan.hotSeconds, log }) }
     if (wants('locked')) { log('One row locked'); raw.locked = await runLocked({ url, rounds: plan.rounds, holdSeconds: plan.lockHoldSeconds, log }) }
-    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others, redis, log }) }
+    if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others, redis, pinApp: pinned, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
     if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
 

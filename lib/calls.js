@@ -30,6 +30,8 @@ function settle (promise, cb) {
 
 const MAX_CALL_ID = 0x7fffffff
 
+/** @typedef {(err: Error | null, value?: any) => void} Finish */
+
 /**
  * The calls in flight, by id. One table serves every store of the process, so the native side
  * holds no reference to a store and an unused store can be garbage collected.
@@ -39,7 +41,7 @@ class CallTable {
   constructor (maxId = MAX_CALL_ID) {
     this.maxId = maxId
     this.lastId = 0
-    /** @type {Map<number, (err: Error | null, value?: any) => void>} */
+    /** @type {Map<number, Finish | { done: Finish }>} */
     this.inFlight = new Map()
     /** @type {any[][]} answers not yet delivered, oldest first */
     this.backlog = []
@@ -47,10 +49,11 @@ class CallTable {
   }
 
   /**
-   * Registers what to do with a call's answer; returns the id to send with it. Ids wrap to 1
+   * Registers what to do with a call's answer (a function, or an object whose `done` method
+   * takes it: the store's one object per call); returns the id to send with it. Ids wrap to 1
    * after `maxId`, skipping any still in flight: an id shared by two calls would hand one
    * caller another's session.
-   * @param {(err: Error | null, value?: any) => void} finish
+   * @param {Finish | { done: Finish }} finish
    */
   track (finish) {
     if (this.inFlight.size >= this.maxId) throw new RangeError('express-pg-session: too many calls in flight')
@@ -81,6 +84,16 @@ class CallTable {
     this.settle(answers, 0, answers.length)
   }
 
+  /**
+   * The answer of a call the shim answers itself (a skipped touch with nothing pending): now,
+   * unless answers wait in the backlog, which it then goes behind.
+   * @param {number} id @param {any} value
+   */
+  answerNow (id, value) {
+    if (this.backlog.length > 0) return this.deliver([id, value])
+    this.settle1(id, null, value)
+  }
+
   /** Delivers one slice of the backlog, then the rest on later turns. */
   drain () {
     const answers = this.backlog[0]
@@ -101,36 +114,27 @@ class CallTable {
     for (let i = from; i < end; i += 2) {
       const failed = answers[i] < 0
       const id = failed ? -answers[i] : answers[i]
-      const finish = this.inFlight.get(id)
-      if (finish === undefined) continue
-      this.inFlight.delete(id)
-      try {
-        if (failed) finish(fromNative(new Error(answers[i + 1])))
-        else finish(null, answers[i + 1])
-      } catch (err) {
-        nextTick(() => { throw err })
-      }
+      this.settle1(id, failed ? answers[i + 1] : null, answers[i + 1])
+    }
+  }
+
+  /**
+   * One answer to its call (once: the call leaves the table).
+   * @param {number} id @param {string | null} failure the coded message of a failed call
+   * @param {any} value
+   */
+  settle1 (id, failure, value) {
+    const call = this.inFlight.get(id)
+    if (call === undefined) return
+    this.inFlight.delete(id)
+    try {
+      const err = failure === null ? null : fromNative(new Error(failure))
+      if (typeof call === 'function') call(err, value)
+      else call.done(err, value)
+    } catch (err) {
+      nextTick(() => { throw err })
     }
   }
 }
 
-/**
- * How a fast-path call answers its caller: the callback once, on a later tick, or a promise
- * that never becomes an unhandled rejection.
- * @param {unknown} cb
- * @returns {{ reply: (err: Error | null, value?: any) => void, promise: Promise<any> | undefined }}
- */
-function replier (cb) {
-  if (typeof cb === 'function') {
-    return { reply: (err, value) => nextTick(/** @type {Function} */ (cb), err, value), promise: undefined }
-  }
-  /** @type {(err: Error | null, value?: any) => void} */
-  let reply = () => {}
-  const promise = new Promise((resolve, reject) => {
-    reply = (err, value) => (err ? reject(err) : resolve(value))
-  })
-  promise.catch(() => {})
-  return { reply, promise }
-}
-
-module.exports = { CallTable, calls: new CallTable(), settle, replier }
+module.exports = { CallTable, calls: new CallTable(), settle }

@@ -7,8 +7,8 @@
 
 const { codedError, fromNative, badOption } = require('./errors')
 const { connectionFrom, primaryFrom, tableFrom, protectionFrom, validate, isObject, describe, MAX_TIMER_MS, MAX_TTL_SECONDS } = require('./options')
-const { calls, settle, replier } = require('./calls')
-const { setTimeout, clearTimeout, afterTurn } = require('./timers')
+const { calls, settle } = require('./calls')
+const { setTimeout, clearTimeout, afterTurn, nextTick } = require('./timers')
 
 const ONE_DAY_SECONDS = 86400
 const DEFAULT_PRUNE_INTERVAL_SECONDS = 60
@@ -37,6 +37,77 @@ const CONNECTION_CODES = new Set([
   '57P03',
   '53300', // too many connections
 ])
+
+// The fast path's calls (FastCall.op).
+const GET = 0
+const SET = 1
+const TOUCH = 2
+const DESTROY = 3
+const CLEAR = 4
+const ignore = () => {}
+
+/**
+ * One fast-path call from its start to its caller's answer, as one object (lib/calls.js holds
+ * it by id and calls `done` with the native answer): no promise when a callback is given
+ * (express-session always gives one), no closures per call. The callback is called once, never
+ * before the call has returned (see `reply`); without one the promise is returned, and a
+ * rejection nobody awaits is never an unhandled rejection.
+ */
+class FastCall {
+  /**
+   * @param {(call: FastCall, err: Error | null, value: any) => void} answer the store's
+   * @param {number} op @param {string} sid @param {unknown} cb
+   */
+  constructor (answer, op, sid, cb) {
+    this.answer = answer
+    this.op = op
+    this.sid = sid
+    /** the expiry a set or touch sends, remembered once it is acknowledged */
+    this.expireAt = 0
+    /** a touch the shim did not send */
+    this.skipped = false
+    /** true until the start returns */
+    this.starting = true
+    /** @type {Function | undefined} */
+    this.cb = typeof cb === 'function' ? cb : undefined
+    /** @type {Promise<any> | undefined} */
+    this.promise = undefined
+    /** @type {(value: any) => void} */
+    this.resolve = ignore
+    /** @type {(err: Error) => void} */
+    this.reject = ignore
+    if (this.cb === undefined) {
+      this.promise = new Promise((resolve, reject) => {
+        this.resolve = resolve
+        this.reject = reject
+      })
+      this.promise.catch(ignore)
+    }
+  }
+
+  /** @param {Error | null} err @param {any} [value] the native answer */
+  done (err, value) {
+    this.answer(this, err, value)
+  }
+
+  /**
+   * The caller's answer. An answer that comes while the call is starting (a bad argument, a
+   * skipped touch answered at once) reaches the callback on the next tick; one from the native
+   * store comes on a later turn of the event loop already, so the callback is called there.
+   * @param {Error | null} err @param {any} [value]
+   */
+  reply (err, value) {
+    const cb = this.cb
+    if (cb !== undefined) {
+      if (this.starting) nextTick(cb, err, value)
+      else cb(err, value)
+    } else if (err) {
+      this.reject(err)
+    } else {
+      this.resolve(value)
+    }
+  }
+}
 
 /** @param {unknown} sid */
 function checkSid (sid) {
@@ -300,64 +371,91 @@ module.exports = function storeClass (Store, NativeStore) {
     }
 
     /**
-     * One call on the native fast path. `send(id)` starts it; `then(value, reply)` turns the
-     * native answer into the caller's. What `send` throws (a bad id, a bad session) is the
-     * caller's error.
-     * @param {unknown} cb
-     * @param {(id: number) => void} send
-     * @param {(value: any, reply: (err: Error | null, value?: any) => void) => void} then
-     * @param {() => boolean} [fromServer] false when the answer did not come from PostgreSQL
+     * A fast-path call's answer from the native store, turned into its caller's: the JSON
+     * parsed (get), the expiry remembered (set, a touch written), the connectivity noted. One
+     * method for every call, reached from the call's object (no closures per call).
+     * @param {FastCall} call @param {Error | null} err @param {any} value
      */
-    #fast (cb, send, then, fromServer) {
-      this.#schedulePrune()
-      const { reply, promise } = replier(cb)
-      const finish = (/** @type {Error | null} */ err, /** @type {any} */ value) => {
-        if (err) {
-          this.#observe(err)
-          return reply(err)
-        }
-        try {
-          if (!fromServer || fromServer()) this.#observe(null)
-          then(value, reply)
-        } catch (thrown) {
-          reply(/** @type {Error} */ (thrown))
-        }
+    #answer (call, err, value) {
+      if (err) {
+        this.#observe(err)
+        return call.reply(err)
       }
-      let id = 0
+      let result
       try {
-        id = calls.track(finish)
-        send(id)
-        this.#flushSoon()
-      } catch (err) {
-        calls.forget(id)
-        reply(fromNative(err))
+        // A skipped touch answered by the shim is no word from the server.
+        if (!call.skipped) this.#observe(null)
+        if (call.op === GET) result = this.#session(value)
+        else if (call.op === SET || (call.op === TOUCH && value && !call.skipped)) this.#rememberWrite(call.sid, call.expireAt)
+      } catch (thrown) {
+        return call.reply(/** @type {Error} */ (thrown))
       }
-      return promise
+      call.reply(null, result)
     }
+
+    /** @type {(call: FastCall, err: Error | null, value: any) => void} */
+    #answerFn = (call, err, value) => this.#answer(call, err, value)
+
+    /**
+     * A new fast-path call (the prune timer started on the first).
+     * @param {number} op @param {string} sid @param {unknown} cb
+     */
+    #begin (op, sid, cb) {
+      if (this.#pruneTimer === undefined) this.#schedulePrune()
+      return new FastCall(this.#answerFn, op, sid, cb)
+    }
+
+    /**
+     * A call whose start threw (a bad id, a bad session, a closed store): the caller's error.
+     * @param {FastCall} call @param {number} id 0 when it was not tracked yet @param {unknown} err
+     */
+    #failStart (call, id, err) {
+      if (id !== 0) calls.forget(id)
+      call.reply(fromNative(err))
+    }
+
+    /**
+     * A get's text as the session: null for no session (none stored, unreadable data, sealed
+     * data no secret opens).
+     * @param {any} text
+     */
+    #session (text) {
+      if (text === false) {
+        // Sealed data no secret opens: no session, and the row stays (a secret may be missing).
+        if (!this.#unreadableLogged) {
+          this.#unreadableLogged = true
+          this.#errorLog('express-pg-session: a session could not be decrypted with any `secret`; it reads as no session (was a secret removed from the list?)')
+        }
+        return null
+      }
+      if (text === null || text === undefined) return null
+      // Unreadable data reads as no session. The row is left alone (connect-pg-simple destroys
+      // it, which could wipe a session written since): the next set overwrites it, prune ends it.
+      const sess = this.#parse(text)
+      return sess === undefined ? null : sess
+    }
+
+    // The fast path (get, set, touch, destroy, clear): each call is one FastCall object, given an
+    // id (lib/calls.js) and started on the native store; what the start throws (a bad id, a bad
+    // session) is the caller's error.
 
     /**
      * @param {string} sid
      * @param {(err: Error | null, session?: any) => void} [cb]
      */
     get (sid, cb) {
-      return this.#fast(cb, (id) => {
+      const call = this.#begin(GET, sid, cb)
+      let id = 0
+      try {
         checkSid(sid)
+        id = calls.track(call)
         this.#native.startGet(id, sid, Date.now())
-      }, (text, reply) => {
-        if (text === false) {
-          // Sealed data no secret opens: no session, and the row stays (a secret may be missing).
-          if (!this.#unreadableLogged) {
-            this.#unreadableLogged = true
-            this.#errorLog('express-pg-session: a session could not be decrypted with any `secret`; it reads as no session (was a secret removed from the list?)')
-          }
-          return reply(null, null)
-        }
-        if (text === null || text === undefined) return reply(null, null)
-        // Unreadable data reads as no session. The row is left alone (connect-pg-simple destroys
-        // it, which could wipe a session written since): the next set overwrites it, prune ends it.
-        const sess = this.#parse(text)
-        reply(null, sess === undefined ? null : sess)
-      })
+        this.#flushSoon()
+      } catch (err) {
+        this.#failStart(call, id, err)
+      }
+      call.starting = false
+      return call.promise
     }
 
     /**
@@ -367,19 +465,26 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {number} [expireAtMs] internal (lib/koa.js): the expiry, over `ttl` and the cookie
      */
     set (sid, sess, cb, expireAtMs) {
-      let expireAt = 0
-      return this.#fast(cb, (id) => {
+      const call = this.#begin(SET, sid, cb)
+      let id = 0
+      try {
         checkSid(sid)
         const text = this.#stringify(sess)
-        expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
+        let expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
         // The expiry written before, unchanged within the touch bound: the row's indexed expiry
         // then stays the same and PostgreSQL can update the row in place (a HOT update).
         if (this.#touchCanWait(sid, expireAt)) expireAt = /** @type {number} */ (this.#lastWrite.get(sid))
-        this.#native.startSet(id, sid, text, expireAt, this.#owner(sess), Date.now(), this.#extraValues(sess))
-      }, (_, reply) => {
-        this.#rememberWrite(sid, expireAt)
-        reply(null)
-      })
+        call.expireAt = expireAt
+        const owner = this.#owner(sess)
+        const extra = this.#extraValues(sess)
+        id = calls.track(call)
+        this.#native.startSet(id, sid, text, expireAt, owner, Date.now(), extra)
+        this.#flushSoon()
+      } catch (err) {
+        this.#failStart(call, id, err)
+      }
+      call.starting = false
+      return call.promise
     }
 
     /**
@@ -389,23 +494,28 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {number} [expireAtMs] internal (lib/koa.js): the expiry, over `ttl` and the cookie
      */
     touch (sid, sess, cb, expireAtMs) {
-      let expireAt = 0
-      let skipped = false
-      return this.#fast(cb, (id) => {
+      const call = this.#begin(TOUCH, sid, cb)
+      let id = 0
+      try {
         checkSid(sid)
+        let expireAt = 0
         if (!this.#disableTouch) expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
+        call.expireAt = expireAt
+        id = calls.track(call)
         // A closed store answers every call with its error, skipped or not.
         if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt))) {
-          skipped = true
+          call.skipped = true
           // Nothing to send: answered after the session's calls still pending, or now.
-          if (!this.#native.startSkippedTouch(id, sid)) calls.deliver([id, null])
-          return
+          if (!this.#native.startSkippedTouch(id, sid)) calls.answerNow(id, null)
+        } else {
+          this.#native.startTouch(id, sid, expireAt, Date.now())
         }
-        this.#native.startTouch(id, sid, expireAt, Date.now())
-      }, (found, reply) => {
-        if (found && !skipped) this.#rememberWrite(sid, expireAt)
-        reply(null)
-      }, () => !skipped)
+        this.#flushSoon()
+      } catch (err) {
+        this.#failStart(call, id, err)
+      }
+      call.starting = false
+      return call.promise
     }
 
     /**
@@ -413,11 +523,19 @@ module.exports = function storeClass (Store, NativeStore) {
      * @param {(err?: Error | null) => void} [cb]
      */
     destroy (sid, cb) {
-      return this.#fast(cb, (id) => {
+      const call = this.#begin(DESTROY, sid, cb)
+      let id = 0
+      try {
         checkSid(sid)
         this.#lastWrite.delete(sid)
+        id = calls.track(call)
         this.#native.startDestroy(id, sid, Date.now())
-      }, (_, reply) => reply(null))
+        this.#flushSoon()
+      } catch (err) {
+        this.#failStart(call, id, err)
+      }
+      call.starting = false
+      return call.promise
     }
 
     /** @param {(err: Error | null, sessions?: any[]) => void} [cb] */
@@ -496,10 +614,18 @@ module.exports = function storeClass (Store, NativeStore) {
 
     /** @param {(err?: Error | null) => void} [cb] */
     clear (cb) {
-      return this.#fast(cb, (id) => {
+      const call = this.#begin(CLEAR, '', cb)
+      let id = 0
+      try {
         this.#lastWrite.clear()
+        id = calls.track(call)
         this.#native.startClear(id)
-      }, (_, reply) => reply(null))
+        this.#flushSoon()
+      } catch (err) {
+        this.#failStart(call, id, err)
+      }
+      call.starting = false
+      return call.promise
     }
 
     /**
