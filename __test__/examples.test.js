@@ -103,3 +103,30 @@ test('examples/typescript/app.ts runs with tsx', () => exerciseExample(TSX, ['ex
 test('examples/typescript type-checks (strict, esModuleInterop)', () => {
   execFileSync(process.execPath, [TSC, '-p', 'examples/typescript'], { cwd: ROOT, stdio: 'pipe' })
 })
+
+test('examples/devices.js lists a user\'s devices and signs out the others', async () => {
+  const tableName = uniqueName('example_devices')
+  const example = startExample(process.execPath, ['examples/devices.js'], tableName)
+  try {
+    const base = /** @type {string} */ (await example.url)
+    const login = async (/** @type {string} */ ua) => {
+      const res = await fetch(`${base}/login?user=ada`, { method: 'POST', headers: { 'user-agent': ua } })
+      assert.equal(res.status, 200)
+      return res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ')
+    }
+    const laptop = await login('Laptop/1')
+    const phone = await login('Phone/2')
+    const devices = await (await fetch(`${base}/devices`, { headers: { cookie: laptop } })).json()
+    assert.deepEqual(devices.map((d) => [d.device, d.current]), [['Phone/2', false], ['Laptop/1', true]])
+    assert.ok(devices.every((d) => d.signedIn && d.lastActive && d.ip))
+    const out = await (await fetch(`${base}/signout-others`, { method: 'POST', headers: { cookie: laptop } })).json()
+    assert.deepEqual(out, { signedOut: 1 })
+    assert.equal((await fetch(`${base}/devices`, { headers: { cookie: phone } })).status, 401)
+    assert.equal((await fetch(`${base}/devices`, { headers: { cookie: laptop } })).status, 200)
+  } finally {
+    example.child.kill('SIGTERM')
+    const { code } = /** @type {any} */ (await example.exited)
+    assert.equal(code, 0, `the example stops cleanly on SIGTERM:\n${example.output()}`)
+    await withClient((c) => c.query(`DROP TABLE IF EXISTS ${tableName}`))
+  }
+})
