@@ -214,3 +214,18 @@ test('a standby that goes away mid-life: reads continue on the primary, then ret
   await waitForReplay()
   assert.equal((await store.get(sid)).n, 7)
 })
+
+test('maxLifetime on a replica: a session past it reads as missing there and on the primary it falls back to', async () => {
+  const devices = uniqueName('replica_devices')
+  const options = { tableName: devices, columns: { created_at: 'created_at', last_seen: 'last_seen' }, maxLifetime: 3600000 }
+  await storeOn({ ...options, createTableIfMissing: true }).length()
+  const store = storeOn({ ...options, replicas: [pair.standbyUrl] })
+  await store.set('young', cookie())
+  await store.set('aged', cookie())
+  await withClient((c) => c.query(`UPDATE ${devices} SET created_at = created_at - interval '2 hours' WHERE sid = 'aged'`), pair.primaryUrl)
+  await waitForReplay()
+  assert.notEqual(await store.get('young'), null)
+  assert.equal(await store.get('aged'), null)
+  assert.deepEqual(await store.ids(), ['young'])
+  assert.equal(await store.length(), 1)
+})
