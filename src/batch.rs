@@ -285,7 +285,8 @@ async fn write_batch(
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
       let mut users = Vec::with_capacity(items.len());
-      let mut nows = Vec::with_capacity(items.len());
+      // Only what the statement takes: a batch without the options builds no more than before.
+      let mut nows = Vec::with_capacity(if layout.clock { items.len() } else { 0 });
       let mut extras: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(items.len()); layout.extras];
       // The earliest of the batch: a tombstone's guard has ended for all of them then.
       let mut reclaim = f64::INFINITY;
@@ -302,7 +303,9 @@ async fn write_batch(
           jsons.push(session_json.as_str());
           expire_ats.push(*expire_at);
           users.push(user_id.as_deref());
-          nows.push(*now);
+          if layout.clock {
+            nows.push(*now);
+          }
           for (column, value) in extras.iter_mut().zip(extra) {
             column.push(value.as_deref());
           }
@@ -321,13 +324,24 @@ async fn write_batch(
       Ok(done())
     }
     Kind::Touch => {
-      let (expire_ats, nows): (Vec<f64>, Vec<f64>) = items
+      let expire_ats: Vec<f64> = items
         .iter()
         .map(|i| match i.work {
-          Work::Touch { expire_at, now } => (expire_at, now),
-          _ => (f64::NAN, f64::NAN),
+          Work::Touch { expire_at, .. } => expire_at,
+          _ => f64::NAN,
         })
-        .unzip();
+        .collect();
+      // The clocks only for `columns.last_seen`.
+      let nows: Vec<f64> = match st.touch_clock {
+        true => items
+          .iter()
+          .map(|i| match i.work {
+            Work::Touch { now, .. } => now,
+            _ => f64::NAN,
+          })
+          .collect(),
+        false => Vec::new(),
+      };
       let params: Params = &[&sids, &expire_ats, &nows];
       let params = &params[..if st.touch_clock { 3 } else { 2 }];
       let (rows, _) = run_short(engine, st, &st.touch_batch, params).await?;
