@@ -12,12 +12,9 @@ const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
 const express = require('express')
 const request = require('supertest')
-const { PGStore, DATABASE_URL, uniqueName, withClient, session, cleanUpAfter, notTombstone } = require('./helpers')
+const { uniqueName, withClient, session, notTombstone, storesOnTables, sessionWith, rawRows: selectRows, cookieSid } = require('./helpers')
 
 const HOUR = 3600 * 1000
-const stores = []
-const tables = []
-cleanUpAfter(stores, tables)
 
 const COLUMNS = { user_id: 'user_id', created_at: 'created_at', last_seen: 'last_seen' }
 const EXTRA = {
@@ -26,27 +23,12 @@ const EXTRA = {
 }
 const DEVICE_OPTIONS = { columns: COLUMNS, extraColumns: EXTRA }
 
-/** A store on `table` (a fresh one by default), closed and dropped after the file. */
-function storeOn (options = {}, table = uniqueName('dev')) {
-  const store = new PGStore({ conString: DATABASE_URL, tableName: table, createTableIfMissing: true, pruneSessionInterval: false, ...options })
-  stores.push(store)
-  tables.push(table)
-  return store
-}
+const storeOn = storesOnTables('dev')
 
-const sess = (extra = {}, expiresMs = Date.now() + HOUR) => ({ cookie: { expires: new Date(expiresMs).toISOString() }, ...extra })
+const sess = sessionWith
+/** Every column of the rows (the device columns too). @param {string} table @param {string} [where] @param {any[]} [params] */
+const rawRows = (table, where, params) => selectRows(table, where, params, '*, sid::text AS sid, sess::text AS sess')
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** The unsigned session id in a response's Set-Cookie. */
-function cookieSid (res) {
-  const cookie = [].concat(res.headers['set-cookie'] || []).find((c) => c.startsWith('connect.sid='))
-  return decodeURIComponent(cookie.split(';')[0].split('=')[1]).slice(2).split('.')[0]
-}
-
-/** @param {string} table @param {string} [where] @param {any[]} [params] */
-async function rawRows (table, where = 'true', params = []) {
-  return withClient(async (c) => (await c.query(`SELECT *, sid::text AS sid, sess::text AS sess FROM "${table}" WHERE ${where}`, params)).rows)
-}
 
 /**
  * An app as users write a devices page: a login that records the device in the session, a page

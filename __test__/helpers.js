@@ -58,9 +58,48 @@ function cleanUpAfter (stores, tables) {
   })
 }
 
+/**
+ * For the file that calls it: `storeOn(options, table)` makes a store on `table` (a fresh one
+ * named after `prefix` by default, created on first use), closed and dropped after the file.
+ * @param {string} prefix
+ */
+function storesOnTables (prefix) {
+  /** @type {any[]} */
+  const stores = []
+  /** @type {string[]} */
+  const tables = []
+  cleanUpAfter(stores, tables)
+  /** @param {Record<string, any>} [options] @param {string} [table] */
+  return function storeOn (options = {}, table = uniqueName(prefix)) {
+    const store = new PGStore({ conString: DATABASE_URL, tableName: table, createTableIfMissing: true, pruneSessionInterval: false, ...options })
+    stores.push(store)
+    tables.push(table)
+    return store
+  }
+}
+
+/** A session expiring at `expiresMs` (an hour from now by default), with `extra` fields. */
+function sessionWith (extra = {}, expiresMs = Date.now() + 3600000) {
+  return { cookie: { expires: new Date(expiresMs).toISOString() }, ...extra }
+}
+
+/**
+ * A table's rows as stored: sid, sess (as text) and expire, or the `select` list given.
+ * @param {string} table @param {string} [where] @param {any[]} [params] @param {string} [select]
+ */
+async function rawRows (table, where = 'true', params = [], select = 'sid::text AS sid, sess::text AS sess, expire') {
+  return withClient(async (c) => (await c.query(`SELECT ${select} FROM "${table}" WHERE ${where}`, params)).rows)
+}
+
+/** The unsigned session id in a response's Set-Cookie. @param {any} res */
+function cookieSid (res) {
+  const cookie = [].concat(res.headers['set-cookie'] || []).find((/** @type {string} */ c) => c.startsWith('connect.sid='))
+  return decodeURIComponent(cookie.split(';')[0].split('=')[1]).slice(2).split('.')[0]
+}
+
 /** Resolves with [err, value] from a Node-style callback method. */
 function callback (fn) {
   return new Promise((resolve) => fn((err, value) => resolve([err, value])))
 }
 
-module.exports = { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, cleanUpAfter, session, notTombstone }
+module.exports = { PGStore, DATABASE_URL, uniqueName, makeStore, withClient, callback, cleanUpAfter, storesOnTables, sessionWith, rawRows, cookieSid, session, notTombstone }

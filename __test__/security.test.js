@@ -9,33 +9,13 @@ const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
 const express = require('express')
 const request = require('supertest')
-const { PGStore, DATABASE_URL, uniqueName, withClient, session, cleanUpAfter, notTombstone } = require('./helpers')
+const { DATABASE_URL, uniqueName, withClient, session, notTombstone, storesOnTables, sessionWith, rawRows, cookieSid } = require('./helpers')
 
 const HOUR = 3600 * 1000
-const stores = []
-const tables = []
-cleanUpAfter(stores, tables)
 
-/** A store on `table` (a fresh one by default), closed and dropped after the file. */
-function storeOn (options = {}, table = uniqueName('sec')) {
-  const store = new PGStore({ conString: DATABASE_URL, tableName: table, createTableIfMissing: true, pruneSessionInterval: false, ...options })
-  stores.push(store)
-  tables.push(table)
-  return store
-}
+const storeOn = storesOnTables('sec')
 
-const sess = (extra = {}, expiresMs = Date.now() + HOUR) => ({ cookie: { expires: new Date(expiresMs).toISOString() }, ...extra })
-
-/** @param {string} table @param {string} [where] */
-async function rawRows (table, where = 'true') {
-  return withClient(async (c) => (await c.query(`SELECT sid::text AS sid, sess::text AS sess, expire FROM "${table}" WHERE ${where}`)).rows)
-}
-
-/** The unsigned session id in a response's Set-Cookie. */
-function cookieSid (res) {
-  const cookie = [].concat(res.headers['set-cookie'] || []).find((c) => c.startsWith('connect.sid='))
-  return decodeURIComponent(cookie.split(';')[0].split('=')[1]).slice(2).split('.')[0]
-}
+const sess = sessionWith
 
 /**
  * An app as users write them: login, a slow route that changes the session, logout, "my devices"
