@@ -48,14 +48,14 @@ function storeOn (table, options = {}) {
 }
 
 /** A table made by hand and distributed on sid, as docs/distributed.md shows. */
-async function distributedTable (expireType = 'timestamp(6)') {
+async function distributedTable (expireType = 'timestamp(6)', shards = null) {
   const table = uniqueName('citus')
   tables.push(table)
   await onCitus(async (c) => {
     await c.query(`CREATE TABLE "${table}" (sid varchar NOT NULL COLLATE "default" PRIMARY KEY, sess json NOT NULL,
       expire ${expireType} NOT NULL, owner varchar NULL)`)
     await c.query(`CREATE INDEX ON "${table}" (expire)`)
-    await c.query(`SELECT create_distributed_table('"${table}"', 'sid')`)
+    await c.query(`SELECT create_distributed_table('"${table}"', 'sid'${shards ? `, shard_count => ${shards}` : ''})`)
   })
   return table
 }
@@ -124,6 +124,23 @@ for (const expireType of ['timestamp(6)', 'timestamptz']) {
     assert.equal((await store.get('s4')).n, 4)
   })
 }
+
+test('batched sets of every size, past 64 rows per shard, store each caller\'s own data (multi-row VALUES, one size per group)', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)', 2)
+  const store = storeOn(table)
+  // Rounds of 1 … 12 sets, then 150 and 300 at once: groups of every size up to 64 per shard and
+  // groups split into near-equal chunks.
+  const rounds = [...Array.from({ length: 12 }, (_, i) => i + 1), 150, 300]
+  let base = 0
+  for (const count of rounds) {
+    const ids = Array.from({ length: count }, (_, i) => `r${base + i}`)
+    await Promise.all(ids.map((id, i) => store.set(id, sess(base + i))))
+    base += count
+  }
+  const { rows } = await onCitus((c) => c.query(`SELECT sid, sess FROM "${table}"`))
+  assert.equal(rows.length, base)
+  for (const row of rows) assert.equal(row.sess.n, Number(row.sid.slice(1)), row.sid)
+})
 
 test('batched gets across many shards (a statement per shard) answer each caller with its own session: live, expired, missing, destroyed', { skip, timeout: 60000 }, async () => {
   const table = await distributedTable('timestamp(6)')

@@ -7,7 +7,8 @@
 // each measurement in a fresh process): a get+set loop (half gets, half sets) and get-only. Runs
 // alternate A B B A per round, so a drift of the machine cancels; prints ops/s of every run, the
 // medians and Citus ÷ plain. CITUS_SHARDS=n distributes the table in n shards (Citus's default: 32);
-// CITUS_WORKLOADS=get-only (names, comma-separated) runs only those workloads.
+// CITUS_WORKLOADS=get-only (names, comma-separated) runs only those workloads; CITUS_ONLY=1 skips the
+// plain runs (to compare two builds on Citus alone, e.g. A B B A by swapping the .node between runs).
 
 const { seedTable, sql, runChild, alternate, median } = require('./lib')
 
@@ -36,7 +37,7 @@ async function main () {
   const summary = []
   for (const { name, mix } of WORKLOADS.filter((w) => !ONLY || ONLY.includes(w.name))) {
     const ops = { plain: [], citus: [] }
-    for (const where of alternate('plain', 'citus', rounds)) {
+    for (const where of alternate('plain', 'citus', rounds).filter((w) => !process.env.CITUS_ONLY || w === 'citus')) {
       const r = await runChild('store-worker.js', {
         kind: 'ours', url: URL[where], table: TABLE[where], concurrency: 64, sessions: SESSIONS, mix, durationMs: seconds * 1000,
       })

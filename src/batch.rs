@@ -373,25 +373,22 @@ async fn write_batch(
 }
 
 /// Citus: sets as multi-row VALUES upserts (`Statements::set_rows`), one shard's sessions per
-/// statement when the shards are known, in chunks of 64, 32, … 1 rows (sorted sids stay
-/// sorted), run at once. A chunk that fails fails the batch, whose sessions
-/// then go one by one (a set that already landed lands again, the same).
+/// statement when the shards are known, a group of more than `CITUS_SET_ROWS` in near-equal
+/// chunks (sorted sids stay sorted), run at once. Every statement costs the coordinator and a
+/// worker far more than a row does, so each carries all the rows it can: chunks of 2, 4, 8 …
+/// only (a 7-row group as three statements) ran 40 % fewer sets (bench/citus.js, 32 shards).
+/// A chunk that fails fails the batch, whose sessions then go one by one (a set that already
+/// landed lands again, the same).
 async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResult<()> {
   let groups = by_shard(st, items);
-  let mut chunks = Vec::new();
-  for group in &groups {
-    let mut rest = group.as_slice();
-    while !rest.is_empty() {
-      let size = 1 << rest.len().min(CITUS_SET_ROWS).ilog2();
-      let (chunk, tail) = rest.split_at(size);
-      chunks.push(chunk);
-      rest = tail;
-    }
-  }
-  let results = join_all(chunks.into_iter().map(|chunk| async move {
+  let chunks = groups.iter().flat_map(|group| {
+    let parts = group.len().div_ceil(CITUS_SET_ROWS).max(1);
+    group.chunks(group.len().div_ceil(parts).max(1))
+  });
+  let results = join_all(chunks.map(|chunk| async move {
     let stmt = match chunk.len() {
       1 => &st.set,
-      n => &st.set_rows[n.trailing_zeros() as usize - 1],
+      n => &st.set_rows[n - 2],
     };
     let mut params = Vec::with_capacity(chunk.len() * st.set_layout.stride());
     for item in chunk {

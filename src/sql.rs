@@ -522,8 +522,9 @@ pub struct Statements {
   /// `set`, `touch` and `destroy` of one session that give up on a row lock like the batches:
   /// a batch of one, without the arrays.
   pub set_one: Stmt,
-  /// Citus only (else empty): `set` of 2, 4, 8, … `CITUS_SET_ROWS` sessions as one multi-row
-  /// VALUES upsert (`set_rows[k]` holds 2^(k+1) rows). Citus sends each shard its rows, where the
+  /// Citus only (else empty): `set` of 2, 3, … `CITUS_SET_ROWS` sessions as one multi-row
+  /// VALUES upsert (`set_rows[k]` holds k + 2 rows; each connection prepares a size when it
+  /// first runs it). Citus sends each shard its rows, where the
   /// unnest of `set_batch` is an INSERT … SELECT it runs through the coordinator.
   pub set_rows: Vec<Stmt>,
   pub touch_one: Stmt,
@@ -1079,7 +1080,7 @@ impl Statements {
             .flat_map(|_| set_types.iter().cloned())
             .collect::<Vec<_>>(),
         ));
-        rows *= 2;
+        rows += 1;
       }
       s.touch_one = s.touch.clone();
       s.destroy_one = s.destroy.clone();
@@ -1476,6 +1477,11 @@ mod tests {
       assert_eq!(citus.get_many.sql, plain.get_many.sql);
       assert_eq!(citus.set.sql, plain.set.sql);
       assert!(plain.set_rows.is_empty());
+      // Every size from 2 to CITUS_SET_ROWS, so a batch's group is one statement.
+      assert_eq!(citus.set_rows.len(), CITUS_SET_ROWS - 1);
+      for (k, stmt) in citus.set_rows.iter().enumerate() {
+        assert_eq!(stmt.types.len(), (k + 2) * 5);
+      }
       let two = &citus.set_rows[0];
       assert!(two.sql.contains("VALUES ($1::text, $2::text::json, "));
       assert!(two.sql.contains("($6::text, $7::text::json, "));
