@@ -68,6 +68,8 @@ class FastCall {
     this.skipped = false
     /** true until the start returns */
     this.starting = true
+    /** its id in lib/calls.js's table once tracked (`track`), else 0 */
+    this.id = 0
     /** @type {Function | undefined} */
     this.cb = typeof cb === 'function' ? cb : undefined
     /** @type {Promise<any> | undefined} */
@@ -83,6 +85,12 @@ class FastCall {
       })
       this.promise.catch(ignore)
     }
+  }
+
+  /** Enters the call in the table of calls in flight; returns the id to start it with. */
+  track () {
+    this.id = calls.track(this)
+    return this.id
   }
 
   /** @param {Error | null} err @param {any} [value] the native answer */
@@ -407,11 +415,20 @@ module.exports = function storeClass (Store, NativeStore) {
 
     /**
      * A call whose start threw (a bad id, a bad session, a closed store): the caller's error.
-     * @param {FastCall} call @param {number} id 0 when it was not tracked yet @param {unknown} err
+     * @param {FastCall} call @param {unknown} err
      */
-    #failStart (call, id, err) {
-      if (id !== 0) calls.forget(id)
+    #failStart (call, err) {
+      if (call.id !== 0) calls.forget(call.id)
       call.reply(fromNative(err))
+    }
+
+    /**
+     * The end of a call's start: later answers go to the callback directly.
+     * @param {FastCall} call
+     */
+    #started (call) {
+      call.starting = false
+      return call.promise
     }
 
     /**
@@ -445,17 +462,14 @@ module.exports = function storeClass (Store, NativeStore) {
      */
     get (sid, cb) {
       const call = this.#begin(GET, sid, cb)
-      let id = 0
       try {
         checkSid(sid)
-        id = calls.track(call)
-        this.#native.startGet(id, sid, Date.now())
+        this.#native.startGet(call.track(), sid, Date.now())
         this.#flushSoon()
       } catch (err) {
-        this.#failStart(call, id, err)
+        this.#failStart(call, err)
       }
-      call.starting = false
-      return call.promise
+      return this.#started(call)
     }
 
     /**
@@ -466,7 +480,6 @@ module.exports = function storeClass (Store, NativeStore) {
      */
     set (sid, sess, cb, expireAtMs) {
       const call = this.#begin(SET, sid, cb)
-      let id = 0
       try {
         checkSid(sid)
         const text = this.#stringify(sess)
@@ -477,14 +490,12 @@ module.exports = function storeClass (Store, NativeStore) {
         call.expireAt = expireAt
         const owner = this.#owner(sess)
         const extra = this.#extraValues(sess)
-        id = calls.track(call)
-        this.#native.startSet(id, sid, text, expireAt, owner, Date.now(), extra)
+        this.#native.startSet(call.track(), sid, text, expireAt, owner, Date.now(), extra)
         this.#flushSoon()
       } catch (err) {
-        this.#failStart(call, id, err)
+        this.#failStart(call, err)
       }
-      call.starting = false
-      return call.promise
+      return this.#started(call)
     }
 
     /**
@@ -495,13 +506,12 @@ module.exports = function storeClass (Store, NativeStore) {
      */
     touch (sid, sess, cb, expireAtMs) {
       const call = this.#begin(TOUCH, sid, cb)
-      let id = 0
       try {
         checkSid(sid)
         let expireAt = 0
         if (!this.#disableTouch) expireAt = expireAtMs === undefined ? this.#expireAt(sess) : expireAtMs
         call.expireAt = expireAt
-        id = calls.track(call)
+        const id = call.track()
         // A closed store answers every call with its error, skipped or not.
         if (this.#disableTouch || (!this.#closed && this.#touchCanWait(sid, expireAt))) {
           call.skipped = true
@@ -512,10 +522,9 @@ module.exports = function storeClass (Store, NativeStore) {
         }
         this.#flushSoon()
       } catch (err) {
-        this.#failStart(call, id, err)
+        this.#failStart(call, err)
       }
-      call.starting = false
-      return call.promise
+      return this.#started(call)
     }
 
     /**
@@ -524,18 +533,15 @@ module.exports = function storeClass (Store, NativeStore) {
      */
     destroy (sid, cb) {
       const call = this.#begin(DESTROY, sid, cb)
-      let id = 0
       try {
         checkSid(sid)
         this.#lastWrite.delete(sid)
-        id = calls.track(call)
-        this.#native.startDestroy(id, sid, Date.now())
+        this.#native.startDestroy(call.track(), sid, Date.now())
         this.#flushSoon()
       } catch (err) {
-        this.#failStart(call, id, err)
+        this.#failStart(call, err)
       }
-      call.starting = false
-      return call.promise
+      return this.#started(call)
     }
 
     /** @param {(err: Error | null, sessions?: any[]) => void} [cb] */
@@ -615,17 +621,14 @@ module.exports = function storeClass (Store, NativeStore) {
     /** @param {(err?: Error | null) => void} [cb] */
     clear (cb) {
       const call = this.#begin(CLEAR, '', cb)
-      let id = 0
       try {
         this.#lastWrite.clear()
-        id = calls.track(call)
-        this.#native.startClear(id)
+        this.#native.startClear(call.track())
         this.#flushSoon()
       } catch (err) {
-        this.#failStart(call, id, err)
+        this.#failStart(call, err)
       }
-      call.starting = false
-      return call.promise
+      return this.#started(call)
     }
 
     /**

@@ -180,14 +180,8 @@ async fn gets_by_shard(
   shards: &Shards,
   items: Vec<Item>,
 ) -> Finished {
-  let mut groups: HashMap<usize, Vec<Item>> = HashMap::new();
-  for item in items {
-    groups
-      .entry(shards.shard_of(&item.sid))
-      .or_default()
-      .push(item);
-  }
-  let finished = join_all(groups.into_values().map(|group| async move {
+  let groups = shards.group(items, |item| item.sid.as_str());
+  let finished = join_all(groups.into_iter().map(|group| async move {
     match group.len() {
       1 => gets_one_by_one(engine, st, group).await,
       _ => gets_many(engine, st, group).await,
@@ -324,24 +318,19 @@ async fn write_batch(
       Ok(done())
     }
     Kind::Touch => {
-      let expire_ats: Vec<f64> = items
-        .iter()
-        .map(|i| match i.work {
-          Work::Touch { expire_at, .. } => expire_at,
-          _ => f64::NAN,
-        })
-        .collect();
+      let mut expire_ats = Vec::with_capacity(items.len());
       // The clocks only for `columns.last_seen`.
-      let nows: Vec<f64> = match st.touch_clock {
-        true => items
-          .iter()
-          .map(|i| match i.work {
-            Work::Touch { now, .. } => now,
-            _ => f64::NAN,
-          })
-          .collect(),
-        false => Vec::new(),
-      };
+      let mut nows = Vec::with_capacity(if st.touch_clock { items.len() } else { 0 });
+      for item in items {
+        let (expire_at, now) = match item.work {
+          Work::Touch { expire_at, now } => (expire_at, now),
+          _ => (f64::NAN, f64::NAN),
+        };
+        expire_ats.push(expire_at);
+        if st.touch_clock {
+          nows.push(now);
+        }
+      }
       let params: Params = &[&sids, &expire_ats, &nows];
       let params = &params[..if st.touch_clock { 3 } else { 2 }];
       let (rows, _) = run_short(engine, st, &st.touch_batch, params).await?;
@@ -375,8 +364,9 @@ async fn write_batch(
 /// Citus: sets as multi-row VALUES upserts (`Statements::set_rows`), one shard's sessions per
 /// statement when the shards are known, a group of more than `CITUS_SET_ROWS` in near-equal
 /// chunks (sorted sids stay sorted), run at once. Every statement costs the coordinator and a
-/// worker far more than a row does, so each carries all the rows it can: chunks of 2, 4, 8 …
-/// only (a 7-row group as three statements) ran 40 % fewer sets (bench/citus.js, 32 shards).
+/// worker far more than a row does, so each carries all the rows it can: with chunks of 2, 4,
+/// 8 … only (a 7-row group as three statements) set-only ran 9,640 ops/s against 14,979 on
+/// 4 shards (bench/citus.js, docs/distributed.md).
 /// A chunk that fails fails the batch, whose sessions then go one by one (a set that already
 /// landed lands again, the same).
 async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResult<()> {
@@ -410,19 +400,13 @@ fn by_shard<'a>(st: &Statements, items: &'a [Item]) -> Vec<Vec<&'a Item>> {
   let Some(shards) = &st.shards else {
     return vec![items.iter().collect()];
   };
-  let mut groups: HashMap<usize, Vec<&Item>> = HashMap::new();
-  for item in items {
-    groups
-      .entry(shards.shard_of(&item.sid))
-      .or_default()
-      .push(item);
-  }
+  let groups = shards.group(items, |item| item.sid.as_str());
   // Each statement costs a transaction and holds a connection while it runs: with few sessions
   // per shard (many shards), one statement over them all was faster (bench/citus.js, 32 shards).
   if groups.len() * MIN_ROWS_PER_SHARD > items.len() {
     return vec![items.iter().collect()];
   }
-  groups.into_values().collect()
+  groups
 }
 
 /// A write that gives up on a row lock after the batches' short wait. On Citus that wait is the

@@ -5,6 +5,8 @@
 //! The map is read once, at the table lookup (`Shards::query`); a rebalance or shard split after
 //! that makes the grouping less apt, never wrong: Citus routes every row itself.
 
+use std::collections::HashMap;
+
 use tokio_postgres::types::Type;
 
 use crate::sql::Stmt;
@@ -34,6 +36,22 @@ impl Shards {
   pub fn new(mut mins: Vec<i32>) -> Option<Self> {
     mins.sort_unstable();
     (mins.first() == Some(&i32::MIN)).then_some(Shards { mins })
+  }
+
+  /// `items` by the shard their id (`sid_of`) lands in, each group in the order given.
+  pub fn group<T>(
+    &self,
+    items: impl IntoIterator<Item = T>,
+    sid_of: impl Fn(&T) -> &str,
+  ) -> Vec<Vec<T>> {
+    let mut groups: HashMap<usize, Vec<T>> = HashMap::new();
+    for item in items {
+      groups
+        .entry(self.shard_of(sid_of(&item)))
+        .or_default()
+        .push(item);
+    }
+    groups.into_values().collect()
   }
 
   /// The shard (its index among the bounds) that Citus puts a text id in: PostgreSQL's
