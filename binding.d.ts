@@ -93,6 +93,15 @@ export interface ConnectionOptions {
   ssl?: TlsOptions
 }
 
+/** A Citus worker node's pool (`stats().nodes`). */
+export interface NodeStats {
+  /** `host:port`, as the cluster names the node. */
+  address: string
+  /** The statements of the node's shards go to it now (else to the coordinator). */
+  inUse: boolean
+  pool: PoolStats
+}
+
 /** A pool's state, as deadpool reports it. */
 export interface PoolStats {
   maxSize: number
@@ -156,6 +165,8 @@ export interface StoreOptions {
   distributeTable?: boolean
   /** false: send every statement unnamed, for PgBouncer in transaction mode. Default true. */
   preparedStatements?: boolean
+  /** On Citus, send each shard's statements to the worker node holding it. Default true. */
+  routeToNodes?: boolean
   /** Connections per server; default 10. */
   max?: number
   /** Longest wait to connect or for a free connection, in ms; default 5000. */
@@ -172,6 +183,8 @@ export interface StoreOptions {
 export interface StoreStats {
   primary: PoolStats
   replicas: Array<PoolStats>
+  /** Citus: the worker nodes holding the table's shards, which the store sends their statements. */
+  nodes: Array<NodeStats>
   /** Completed calls by method name. */
   operations: Record<string, number>
   /** Failed calls by error code. */

@@ -112,6 +112,8 @@ declare namespace expressPgSession {
     createTableIfMissing?: boolean
     /** On a Citus coordinator, `createTableIfMissing` distributes the table it creates on the session id column; false keeps it a local table. Default true. */
     distributeTable?: boolean
+    /** On Citus, send each shard's statements straight to the worker node holding it (up to `max` connections per node); false: everything through the coordinator. Default true. */
+    routeToNodes?: boolean
     /** Seconds a session lives in the database; when given it decides the expiry (over the cookie). */
     ttl?: number | ((sess: any) => number)
     /** Make `touch` a no-op. Default false. */

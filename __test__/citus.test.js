@@ -292,3 +292,118 @@ test('devices: created_at, last_seen, extra columns and maxLifetime on a distrib
   await store.set('dev-aged', device(100))
   assert.equal(await store.get('dev-aged'), null, 'a late write does not bring an aged session back')
 })
+
+/** The worker nodes (`host:port`, as the cluster names them) and a URL for each, as `role`. */
+async function workers (role = 'postgres') {
+  const { rows } = await onCitus((c) => c.query('SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeport'))
+  return rows.map((r) => {
+    const url = new URL(CITUS_URL)
+    url.hostname = r.nodename
+    url.port = String(r.nodeport)
+    url.username = role
+    return { address: `${r.nodename}:${r.nodeport}`, url: url.toString() }
+  })
+}
+
+/** Polls `check` every 50 ms until it is true, at most `ms`. */
+async function until (check, ms) {
+  for (const end = Date.now() + ms; !check() && Date.now() < end;) await sleep(50)
+  return check()
+}
+
+test('each shard\'s statements go to the worker node holding it; a node that cannot serve the table is left out (at the start or later) and its sessions go through the coordinator', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)', 4)
+  const role = uniqueName('citus_role')
+  const appName = uniqueName('citus_app')
+  await onCitus(async (c) => {
+    await c.query(`CREATE ROLE "${role}" LOGIN`)
+    await c.query(`GRANT ALL ON "${table}" TO "${role}"`)
+  })
+  const [open, shut] = await workers()
+  /** Takes the role's grant back on one node's own table (its shards keep theirs, so the coordinator still serves them). */
+  const revokeOn = (node) => withClient(async (c) => {
+    await c.query('SET citus.enable_ddl_propagation TO off')
+    await c.query(`REVOKE ALL ON "${table}" FROM "${role}"`)
+  }, node.url)
+  await revokeOn(shut)
+  const url = new URL(CITUS_URL)
+  url.username = role
+  url.searchParams.set('application_name', appName)
+  const store = storeOn(table, { conString: url.toString() })
+  try {
+    await store.set('warm', sess(0))
+    const inUse = () => Object.fromEntries(store.stats().nodes.map((n) => [n.address, n.inUse]))
+    assert.ok(await until(() => inUse()[open.address] === true, 5000), `the node the role may use is in use: ${JSON.stringify(store.stats().nodes)}`)
+    assert.deepEqual(inUse(), { [open.address]: true, [shut.address]: false })
+
+    const ids = Array.from({ length: 200 }, (_, i) => `route-${i}`)
+    const roundTrip = async (base) => {
+      await Promise.all(ids.map((id, i) => store.set(id, sess(base + i))))
+      const got = await Promise.all(ids.map((id) => store.get(id)))
+      got.forEach((s, i) => assert.equal(s && s.n, base + i, ids[i]))
+      const { rows } = await onCitus((c) => c.query(`SELECT count(*)::int AS n FROM "${table}" WHERE sid LIKE 'route-%' AND (sess->>'n')::int >= $1`, [base]))
+      assert.equal(rows[0].n, ids.length)
+    }
+    await roundTrip(1000)
+    // The store's own connections (its application_name) on the node in use: statements went there.
+    const direct = await withClient((c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [appName]), open.url)
+    assert.ok(direct.rows[0].n > 0, 'the store has connections of its own on the node in use')
+    assert.ok(store.stats().nodes.find((n) => n.address === open.address).pool.size > 0)
+
+    // The node in use stops serving the table: the statements it refuses go through the
+    // coordinator, no call fails, and the node is left out.
+    await revokeOn(open)
+    await roundTrip(2000)
+    assert.deepEqual(inUse(), { [open.address]: false, [shut.address]: false })
+    assert.deepEqual(store.stats().errors, {})
+  } finally {
+    await store.close()
+    await onCitus(async (c) => {
+      await c.query(`DROP OWNED BY "${role}"`)
+      await c.query(`DROP ROLE "${role}"`)
+    })
+  }
+})
+
+test('routeToNodes: false sends every statement through the coordinator', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)', 4)
+  const appName = uniqueName('citus_app')
+  const url = new URL(CITUS_URL)
+  url.searchParams.set('application_name', appName)
+  const store = storeOn(table, { conString: url.toString(), routeToNodes: false })
+  await Promise.all(Array.from({ length: 50 }, (_, i) => store.set(`coord-${i}`, sess(i))))
+  await sleep(300)
+  await Promise.all(Array.from({ length: 50 }, (_, i) => store.set(`coord-${i}`, sess(100 + i))))
+  assert.equal((await store.get('coord-7')).n, 107)
+  assert.deepEqual(store.stats().nodes, [])
+  for (const node of await workers()) {
+    const { rows } = await withClient((c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [appName]), node.url)
+    assert.equal(rows[0].n, 0, `no connection of the store's own on ${node.address}`)
+  }
+})
+
+test('a shard moved to another node after the store looked it up is still served, through the node it was on', { skip, timeout: 60000 }, async () => {
+  const table = await distributedTable('timestamp(6)', 2)
+  const store = storeOn(table)
+  await store.set('warm', sess(0))
+  assert.ok(await until(() => store.stats().nodes.length === 2 && store.stats().nodes.every((n) => n.inUse), 5000), `both nodes in use: ${JSON.stringify(store.stats().nodes)}`)
+  const ids = Array.from({ length: 100 }, (_, i) => `moved-${i}`)
+  await Promise.all(ids.map((id, i) => store.set(id, sess(i))))
+  // Both shards onto one node (block_writes: no logical replication needed).
+  await onCitus(async (c) => {
+    const { rows } = await c.query(`SELECT s.shardid, n.nodename, n.nodeport FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+      JOIN pg_dist_node n ON n.groupid = p.groupid WHERE s.logicalrelid = $1::regclass ORDER BY n.nodeport`, [`"${table}"`])
+    assert.equal(new Set(rows.map((r) => r.nodeport)).size, 2, 'one shard per node before the move')
+    const [from, to] = rows
+    await c.query("SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode => 'block_writes')",
+      [from.shardid, from.nodename, from.nodeport, to.nodename, to.nodeport])
+  })
+  await Promise.all(ids.map((id, i) => store.set(id, sess(1000 + i))))
+  const got = await Promise.all(ids.map((id) => store.get(id)))
+  got.forEach((s, i) => assert.equal(s && s.n, 1000 + i, ids[i]))
+  await Promise.all(ids.slice(0, 50).map((id) => store.destroy(id)))
+  const { rows } = await onCitus((c) => c.query(`SELECT count(*)::int AS n FROM "${table}" WHERE sid LIKE 'moved-%' AND expire > '1900-01-01'`))
+  assert.equal(rows[0].n, 50)
+  assert.deepEqual(store.stats().errors, {})
+  assert.ok(store.stats().nodes.every((n) => n.inUse))
+})

@@ -66,11 +66,12 @@ async function sql (url, text, params) {
 function makeStore (kind, { url, table, max = 10, redisUrl }) {
   const session = require('express-session')
   const ready = Promise.resolve()
-  if (kind === 'ours' || kind === 'eager' || kind === 'sealed' || kind === 'devices') {
+  if (kind === 'ours' || kind === 'eager' || kind === 'sealed' || kind === 'devices' || kind === 'coordinator') {
     const PGStore = require('..')(session)
     // eager: every touch written (touchAfter: 0), the default's bounded skipping off.
-    // sealed: the same store with encryption at rest on.
-    const extra = kind === 'eager' ? { touchAfter: 0 } : kind === 'sealed' ? { secret: SEALED_SECRET } : kind === 'devices' ? DEVICES_OPTIONS : {}
+    // sealed: the same store with encryption at rest on. coordinator: on Citus, no statement
+    // sent straight to a worker node.
+    const extra = kind === 'eager' ? { touchAfter: 0 } : kind === 'sealed' ? { secret: SEALED_SECRET } : kind === 'devices' ? DEVICES_OPTIONS : kind === 'coordinator' ? { routeToNodes: false } : {}
     const store = new PGStore({ conObject: { connectionString: url, max }, tableName: table, pruneSessionInterval: false, ...extra })
     return { store, close: () => store.close(), ready }
   }

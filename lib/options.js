@@ -13,7 +13,7 @@ const KNOWN_OPTIONS = [
   'pool', 'pgPromise', 'conObject', 'conString', 'replicas', 'schemaName', 'tableName', 'columns',
   'createTableIfMissing', 'ttl', 'disableTouch', 'touchAfter', 'pruneSessionInterval',
   'pruneSessionRandomizedInterval', 'pruneBatchSize', 'errorLog', 'serializer', 'preparedStatements',
-  'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds', 'distributeTable',
+  'connectionEvents', 'queryTimeout', 'tombstones', 'userId', 'secret', 'hashSessionIds', 'distributeTable', 'routeToNodes',
   'extraColumns', 'maxLifetime',
 ]
 /** setTimeout's longest delay, 2^31-1 ms (about 24.8 days): a longer one fires after 1 ms. */
@@ -258,7 +258,7 @@ function protectionFrom (options) {
 function validate (options) {
   if (!isObject(options)) throw badOption('options', 'an object')
   warnUnknown(options)
-  for (const name of ['createTableIfMissing', 'distributeTable', 'disableTouch', 'preparedStatements', 'connectionEvents', 'tombstones', 'hashSessionIds']) {
+  for (const name of ['createTableIfMissing', 'distributeTable', 'routeToNodes', 'disableTouch', 'preparedStatements', 'connectionEvents', 'tombstones', 'hashSessionIds']) {
     checkType(options, name, 'boolean')
   }
   checkType(options, 'errorLog', 'function')

@@ -187,6 +187,7 @@ module.exports = function storeClass (Store, NativeStore) {
           tombstones: options.tombstones !== false,
           createTableIfMissing: !!options.createTableIfMissing,
           distributeTable: options.distributeTable !== false,
+          routeToNodes: options.routeToNodes !== false,
           queryTimeout: options.queryTimeout !== undefined ? options.queryTimeout : primary.queryTimeout,
           preparedStatements: options.preparedStatements !== false,
           pruneBatchSize: options.pruneBatchSize,

@@ -13,7 +13,7 @@ use crate::calls::{Batch, Calls, Item, Kind, Outcome, Work};
 use crate::citus::Shards;
 use crate::engine::Engine;
 use crate::error::{StoreError, StoreResult};
-use crate::pool::Params;
+use crate::pool::{Params, Target};
 use crate::protect::Opened;
 use crate::sql::{Statements, Stmt, CITUS_LOCK_WAIT, CITUS_SET_ROWS};
 use tokio_postgres::types::ToSql;
@@ -44,7 +44,7 @@ impl Report {
   async fn report_failed_write(mut self, finished: Finished, err: &StoreError) {
     if matches!(err, StoreError::GivenUp(_)) {
       self.free_slot();
-      self.calls.engine().primary.settled().await;
+      self.calls.engine().settled().await;
     }
     self.report(finished);
   }
@@ -132,7 +132,7 @@ async fn gets(report: Report, items: Vec<Item>) {
     }
     Ok(st) => match &st.shards {
       Some(shards) => gets_by_shard(&engine, st, shards, items).await,
-      None => gets_many(&engine, st, items).await,
+      None => gets_many(&engine, &engine.primary, st, items).await,
     },
   };
   report.report(finished);
@@ -140,13 +140,18 @@ async fn gets(report: Report, items: Vec<Item>) {
 
 /// Several gets in one statement (`get_many`); when it fails in a way one session may cause,
 /// the sessions go one by one.
-async fn gets_many(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finished {
+async fn gets_many(
+  engine: &Engine,
+  target: &Arc<Target>,
+  st: &Statements,
+  items: Vec<Item>,
+) -> Finished {
   let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
   // The statement filters by the earliest caller's clock; each get is then judged by its own
   // (a get that waited must not revive another caller's session that expired since).
   let now = items.iter().map(now_of).fold(f64::INFINITY, f64::min);
   let params: Params = &[&sids, &now];
-  match engine.primary.run(&st.get_many, params).await {
+  match engine.run_on(target, None, &st.get_many, params).await {
     Ok((rows, _)) => {
       // A NULL in the data column (a row written by hand) is no session.
       let mut found: HashMap<String, (String, f64)> = rows
@@ -170,10 +175,12 @@ async fn gets_many(engine: &Engine, st: &Statements, items: Vec<Item>) -> Finish
   }
 }
 
-/// Citus: a statement per shard the batch's ids land in, run at once (pipelined on the lanes).
-/// Each is a router query Citus sends to one worker as one task carrying that shard's ids,
-/// where one `= ANY` over every id is a task per shard, each carrying every id. A shard's lone
-/// id goes as the single-row get (Citus's fast-path router plan).
+/// Citus: a statement per shard the batch's ids land in, run at once (pipelined on the lanes),
+/// on the node holding the shard (`Engine::target_of`). Each is a router query: one task
+/// carrying that shard's ids, where one `= ANY` over every id is a task per shard, each carrying
+/// every id. A shard's lone id goes as the single-row get (Citus's fast-path router plan). Unlike
+/// sets, sparse gets stay one statement per shard: a node's ids as one statement ran get-only
+/// 12 % faster on 32 shards but the get+set loop 30 % slower (bench/citus.js).
 async fn gets_by_shard(
   engine: &Engine,
   st: &Statements,
@@ -184,7 +191,7 @@ async fn gets_by_shard(
   let finished = join_all(groups.into_iter().map(|group| async move {
     match group.len() {
       1 => gets_one_by_one(engine, st, group).await,
-      _ => gets_many(engine, st, group).await,
+      _ => gets_many(engine, engine.target_of(st, &group[0].sid), st, group).await,
     }
   }))
   .await;
@@ -262,7 +269,6 @@ async fn write_batch(
     let outcome = write_lone(engine, st, item).await?;
     return Ok(vec![(item.sid.clone(), Ok(outcome))]);
   }
-  let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
   let done = || -> Finished {
     items
       .iter()
@@ -275,6 +281,7 @@ async fn write_batch(
       Ok(done())
     }
     Kind::Set => {
+      let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
       let layout = st.set_layout;
       let mut jsons = Vec::with_capacity(items.len());
       let mut expire_ats = Vec::with_capacity(items.len());
@@ -314,68 +321,103 @@ async fn write_batch(
         params.push(&nows);
       }
       params.extend(extras.iter().map(|e| e as &(dyn ToSql + Sync)));
-      run_short(engine, st, &st.set_batch, &params).await?;
+      run_short(engine, &engine.primary, st, &st.set_batch, &params).await?;
       Ok(done())
     }
-    Kind::Touch => {
-      let mut expire_ats = Vec::with_capacity(items.len());
-      // The clocks only for `columns.last_seen`.
-      let mut nows = Vec::with_capacity(if st.touch_clock { items.len() } else { 0 });
-      for item in items {
-        let (expire_at, now) = match item.work {
-          Work::Touch { expire_at, now } => (expire_at, now),
-          _ => (f64::NAN, f64::NAN),
-        };
-        expire_ats.push(expire_at);
-        if st.touch_clock {
-          nows.push(now);
-        }
-      }
-      let params: Params = &[&sids, &expire_ats, &nows];
-      let params = &params[..if st.touch_clock { 3 } else { 2 }];
-      let (rows, _) = run_short(engine, st, &st.touch_batch, params).await?;
-      let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
-      Ok(
-        items
+    // Citus: each node's share to it, the coordinator's as one statement.
+    Kind::Touch | Kind::Destroy if st.shards.is_some() => {
+      let groups = by_server(engine, st, items, false);
+      let results = join_all(
+        groups
           .iter()
-          .map(|i| {
-            let found = touched.contains(i.sid.as_str());
-            (i.sid.clone(), Ok(Outcome::Found(found)))
-          })
-          .collect(),
+          .map(|(target, group)| touches_or_destroys(engine, target, st, kind, group)),
       )
-    }
-    Kind::Destroy => {
-      let untils: Vec<f64> = items
-        .iter()
-        .map(|i| match i.work {
-          Work::Destroy { until } => until,
-          _ => f64::NAN,
+      .await;
+      results
+        .into_iter()
+        .try_fold(Vec::new(), |mut all, finished| {
+          all.extend(finished?);
+          Ok(all)
         })
-        .collect();
-      let params: Params = &[&sids, &untils];
-      run_short(engine, st, &st.destroy_batch, params).await?;
-      Ok(done())
+    }
+    Kind::Touch | Kind::Destroy => {
+      let items: Vec<&Item> = items.iter().collect();
+      touches_or_destroys(engine, &engine.primary, st, kind, &items).await
     }
     Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
   }
 }
 
-/// Citus: sets as multi-row VALUES upserts (`Statements::set_rows`), one shard's sessions per
-/// statement when the shards are known, a group of more than `CITUS_SET_ROWS` in near-equal
-/// chunks (sorted sids stay sorted), run at once. Every statement costs the coordinator and a
+/// A batch of touches or of destroys as one statement on `target`.
+async fn touches_or_destroys(
+  engine: &Engine,
+  target: &Arc<Target>,
+  st: &Statements,
+  kind: Kind,
+  items: &[&Item],
+) -> StoreResult<Finished> {
+  let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
+  if !matches!(kind, Kind::Touch) {
+    let untils: Vec<f64> = items
+      .iter()
+      .map(|i| match i.work {
+        Work::Destroy { until } => until,
+        _ => f64::NAN,
+      })
+      .collect();
+    let params: Params = &[&sids, &untils];
+    run_short(engine, target, st, &st.destroy_batch, params).await?;
+    return Ok(
+      items
+        .iter()
+        .map(|i| (i.sid.clone(), Ok(Outcome::Done)))
+        .collect(),
+    );
+  }
+  let mut expire_ats = Vec::with_capacity(items.len());
+  // The clocks only for `columns.last_seen`.
+  let mut nows = Vec::with_capacity(if st.touch_clock { items.len() } else { 0 });
+  for item in items {
+    let (expire_at, now) = match item.work {
+      Work::Touch { expire_at, now } => (expire_at, now),
+      _ => (f64::NAN, f64::NAN),
+    };
+    expire_ats.push(expire_at);
+    if st.touch_clock {
+      nows.push(now);
+    }
+  }
+  let params: Params = &[&sids, &expire_ats, &nows];
+  let params = &params[..if st.touch_clock { 3 } else { 2 }];
+  let (rows, _) = run_short(engine, target, st, &st.touch_batch, params).await?;
+  let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+  Ok(
+    items
+      .iter()
+      .map(|i| {
+        let found = touched.contains(i.sid.as_str());
+        (i.sid.clone(), Ok(Outcome::Found(found)))
+      })
+      .collect(),
+  )
+}
+
+/// Citus: sets as multi-row VALUES upserts (`Statements::set_rows`), grouped by the server they
+/// go to (`by_server`), a group of more than `CITUS_SET_ROWS` in near-equal chunks (sorted sids
+/// stay sorted), run at once. Every statement costs the coordinator and a
 /// worker far more than a row does, so each carries all the rows it can: with chunks of 2, 4,
 /// 8 … only (a 7-row group as three statements) set-only ran 9,640 ops/s against 14,979 on
 /// 4 shards (bench/citus.js, docs/distributed.md).
 /// A chunk that fails fails the batch, whose sessions then go one by one (a set that already
 /// landed lands again, the same).
 async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResult<()> {
-  let groups = by_shard(st, items);
-  let chunks = groups.iter().flat_map(|group| {
+  let groups = by_server(engine, st, items, true);
+  let chunks = groups.iter().flat_map(|(target, group)| {
     let parts = group.len().div_ceil(CITUS_SET_ROWS).max(1);
-    group.chunks(group.len().div_ceil(parts).max(1))
+    let chunks = group.chunks(group.len().div_ceil(parts).max(1));
+    chunks.map(move |chunk| (*target, chunk))
   });
-  let results = join_all(chunks.map(|chunk| async move {
+  let results = join_all(chunks.map(|(target, chunk)| async move {
     let stmt = match chunk.len() {
       1 => &st.set,
       n => &st.set_rows[n - 2],
@@ -384,7 +426,7 @@ async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResu
     for item in chunk {
       push_set_params(st, &item.sid, &item.work, &mut params);
     }
-    run_short(engine, st, stmt, &params).await
+    run_short(engine, target, st, stmt, &params).await
   }))
   .await;
   results.into_iter().try_for_each(|r| r.map(|_| ()))
@@ -393,18 +435,48 @@ async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResu
 /// Per-shard statements only when they carry this many sessions on average.
 const MIN_ROWS_PER_SHARD: usize = 4;
 
-/// `items` by the shard their id lands in (one group when the shards are unknown, or too many
-/// for the batch), each group in the order given. A statement on one shard is a task on one
-/// worker, committed without the two-phase commit a statement over several workers needs.
-fn by_shard<'a>(st: &Statements, items: &'a [Item]) -> Vec<Vec<&'a Item>> {
+/// `items` as statements go, each group with its server and in the order given. Sessions whose
+/// shard's node is in use (`Engine::target_of`) go as one group per node: every shard it touches
+/// is the node's own, so no two-phase commit, and one statement per node ran set-only 30 % faster
+/// than one per shard on 4 shards, 3× on 32 (bench/citus.js). The coordinator's share goes one
+/// statement per shard (one worker, one task, no two-phase commit) when each carries a few
+/// sessions, else as one statement (one per shard was slower with many shards); and everything
+/// to the primary when the shards are unknown.
+fn by_server<'a>(
+  engine: &'a Engine,
+  st: &Statements,
+  items: &'a [Item],
+  per_shard: bool,
+) -> Vec<(&'a Arc<Target>, Vec<&'a Item>)> {
+  let primary = &engine.primary;
   let Some(shards) = &st.shards else {
-    return vec![items.iter().collect()];
+    return vec![(primary, items.iter().collect())];
   };
-  let groups = shards.group(items, |item| item.sid.as_str());
-  // Each statement costs a transaction and holds a connection while it runs: with few sessions
-  // per shard (many shards), one statement over them all was faster (bench/citus.js, 32 shards).
-  if groups.len() * MIN_ROWS_PER_SHARD > items.len() {
-    return vec![items.iter().collect()];
+  let mut groups: Vec<(&Arc<Target>, Vec<&Item>)> = Vec::new();
+  let mut coordinator = Vec::new();
+  for item in items {
+    let target = engine.target_of(st, &item.sid);
+    if Arc::ptr_eq(target, primary) {
+      coordinator.push(item);
+    } else if let Some((_, group)) = groups.iter_mut().find(|(t, _)| Arc::ptr_eq(t, target)) {
+      group.push(item);
+    } else {
+      groups.push((target, vec![item]));
+    }
+  }
+  if coordinator.is_empty() {
+    return groups;
+  }
+  if !per_shard {
+    groups.push((primary, coordinator));
+    return groups;
+  }
+  let sessions = coordinator.len();
+  let per_shard = shards.group(coordinator, |item| item.sid.as_str());
+  if per_shard.len() * MIN_ROWS_PER_SHARD <= sessions {
+    groups.extend(per_shard.into_iter().map(|group| (primary, group)));
+  } else {
+    groups.push((primary, per_shard.into_iter().flatten().collect()));
   }
   groups
 }
@@ -413,18 +485,13 @@ fn by_shard<'a>(st: &Statements, items: &'a [Item]) -> Vec<Vec<&'a Item>> {
 /// SET LOCAL of the transaction it runs in (see `Statements::citus`).
 async fn run_short(
   engine: &Engine,
+  target: &Arc<Target>,
   st: &Statements,
   stmt: &Stmt,
   params: Params<'_>,
 ) -> StoreResult<(Vec<Row>, u64)> {
-  if st.citus {
-    engine
-      .primary
-      .run_in_transaction(CITUS_LOCK_WAIT, stmt, params)
-      .await
-  } else {
-    engine.primary.run(stmt, params).await
-  }
+  let begin = st.citus.then_some(CITUS_LOCK_WAIT);
+  engine.run_on(target, begin, stmt, params).await
 }
 
 /// One set's parameters as its statement takes them (`Statements::set_layout`).
@@ -499,10 +566,11 @@ async fn write_single(
   let sid = item.sid.as_str();
   let short = matches!(wait, LockWait::Short);
   let pick = |one, long| if short { one } else { long };
+  let target = engine.target_of(st, sid);
   let run = |stmt, params| async move {
     match wait {
-      LockWait::Short => run_short(engine, st, stmt, params).await,
-      LockWait::Long => engine.primary.run(stmt, params).await,
+      LockWait::Short => run_short(engine, target, st, stmt, params).await,
+      LockWait::Long => engine.run_on(target, None, stmt, params).await,
     }
   };
   match &item.work {

@@ -2,8 +2,9 @@
 //! writes can go one shard at a time (one worker, one task, no two-phase commit), and a batch's
 //! gets go as one router query per shard (`batch::gets_by_shard`).
 //!
-//! The map is read once, at the table lookup (`Shards::query`); a rebalance or shard split after
-//! that makes the grouping less apt, never wrong: Citus routes every row itself.
+//! The map, and which worker node holds each shard, is read once, at the table lookup
+//! (`Shards::query`); a rebalance or shard split after that makes the grouping and the routing
+//! (`nodes`) less apt, never wrong: every node with Citus's metadata routes every row itself.
 
 use std::collections::HashMap;
 
@@ -11,31 +12,80 @@ use tokio_postgres::types::Type;
 
 use crate::sql::Stmt;
 
-/// The hash ranges of a hash-distributed table's shards, by their lower bounds.
+/// The hash ranges of a hash-distributed table's shards, by their lower bounds, and the worker
+/// node holding each.
 #[derive(Debug, Clone)]
 pub struct Shards {
   /// Each shard's `shardminvalue`, ascending; the first is `i32::MIN`.
   mins: Vec<i32>,
+  /// Each shard's node (an index into `nodes`), when that node can run queries on the table
+  /// itself (Citus's metadata synced to it); else None, and its statements go to the coordinator.
+  node_of: Vec<Option<usize>>,
+  /// The worker nodes holding shards, `(host, port)` as Citus names them.
+  pub nodes: Vec<(String, u16)>,
 }
 
 impl Shards {
   /// The shards' lower bounds when the table is hash-distributed on the session id column
-  /// ($2, its name as given); NULL otherwise. ($1 is the qualified table name.)
+  /// ($2, its name as given), NULL otherwise ($1 is the qualified table name); and for each, the
+  /// host and port of a worker node holding it that has Citus's metadata (NULL: none has).
   pub fn query() -> Stmt {
     Stmt::new(
-      "SELECT (SELECT array_agg(s.shardminvalue::int4 ORDER BY s.shardminvalue::int4) \
+      "SELECT array_agg(s.shardminvalue::int4 ORDER BY s.shardminvalue::int4), \
+       array_agg(n.nodename ORDER BY s.shardminvalue::int4), \
+       array_agg(n.nodeport ORDER BY s.shardminvalue::int4) \
        FROM pg_dist_partition p JOIN pg_dist_shard s ON s.logicalrelid = p.logicalrelid \
+       LEFT JOIN LATERAL (SELECT n.nodename, n.nodeport FROM pg_dist_placement pl \
+       JOIN pg_dist_node n ON n.groupid = pl.groupid \
+       WHERE pl.shardid = s.shardid AND n.groupid <> 0 AND n.isactive AND n.noderole = 'primary' \
+       AND n.hasmetadata AND n.metadatasynced ORDER BY n.nodeid LIMIT 1) n ON true \
        WHERE p.logicalrelid = to_regclass($1::text) AND p.partmethod = 'h' \
-       AND column_to_column_name(p.logicalrelid, p.partkey) = $2::text)"
+       AND column_to_column_name(p.logicalrelid, p.partkey) = $2::text"
         .to_string(),
       &[Type::TEXT, Type::TEXT],
     )
   }
 
-  /// None unless the bounds cover the whole hash space.
-  pub fn new(mut mins: Vec<i32>) -> Option<Self> {
-    mins.sort_unstable();
-    (mins.first() == Some(&i32::MIN)).then_some(Shards { mins })
+  /// From `query`'s row: None unless the bounds cover the whole hash space.
+  pub fn new(mins: Vec<i32>, hosts: Vec<Option<String>>, ports: Vec<Option<i32>>) -> Option<Self> {
+    let mut shards: Vec<(i32, Option<(String, u16)>)> = mins
+      .into_iter()
+      .zip(hosts.into_iter().chain(std::iter::repeat(None)))
+      .zip(ports.into_iter().chain(std::iter::repeat(None)))
+      .map(|((min, host), port)| {
+        let port = port.and_then(|p| u16::try_from(p).ok());
+        (min, host.zip(port))
+      })
+      .collect();
+    shards.sort_unstable_by_key(|(min, _)| *min);
+    if shards.first().map(|(min, _)| *min) != Some(i32::MIN) {
+      return None;
+    }
+    let mut nodes: Vec<(String, u16)> = Vec::new();
+    let mut node_of = Vec::with_capacity(shards.len());
+    let mut mins = Vec::with_capacity(shards.len());
+    for (min, node) in shards {
+      mins.push(min);
+      node_of.push(
+        node.map(|node| match nodes.iter().position(|n| *n == node) {
+          Some(i) => i,
+          None => {
+            nodes.push(node);
+            nodes.len() - 1
+          }
+        }),
+      );
+    }
+    Some(Shards {
+      mins,
+      node_of,
+      nodes,
+    })
+  }
+
+  /// The node (an index into `nodes`) holding the shard a session id lands in, if known.
+  pub fn node_of(&self, sid: &str) -> Option<usize> {
+    self.node_of[self.shard_of(sid)]
   }
 
   /// `items` by the shard their id (`sid_of`) lands in, each group in the order given.
@@ -144,7 +194,7 @@ mod tests {
 
   #[test]
   fn finds_the_shard_whose_range_holds_the_hash() {
-    let shards = Shards::new(vec![0, i32::MIN, 1 << 30, -(1 << 30)]).unwrap();
+    let shards = Shards::new(vec![0, i32::MIN, 1 << 30, -(1 << 30)], vec![], vec![]).unwrap();
     let expect = |hash: i32| match hash {
       h if h < -(1 << 30) => 0,
       h if h < 0 => 1,
@@ -154,7 +204,27 @@ mod tests {
     for (text, hash) in HASHTEXT {
       assert_eq!(shards.shard_of(text), expect(*hash));
     }
-    assert!(Shards::new(vec![0, 5]).is_none());
+    assert!(Shards::new(vec![0, 5], vec![], vec![]).is_none());
+  }
+
+  #[test]
+  fn knows_the_node_of_each_shard_as_sorted() {
+    let host = |h: &str| Some(h.to_string());
+    let shards = Shards::new(
+      vec![0, i32::MIN, 1 << 30, -(1 << 30)],
+      vec![host("b"), host("a"), None, host("a")],
+      vec![Some(2), Some(1), Some(3), Some(1)],
+    )
+    .unwrap();
+    assert_eq!(
+      shards.nodes,
+      vec![("a".to_string(), 1), ("b".to_string(), 2)]
+    );
+    assert_eq!(shards.node_of, vec![Some(0), Some(0), Some(1), None]);
+    // hashtext('a') = 1075015857 ≥ 1 << 30: the last shard, whose node is unknown.
+    assert_eq!(shards.node_of("a"), None);
+    // hashtext('abc') = -785388649: the second shard, on node a.
+    assert_eq!(shards.node_of("abc"), Some(0));
   }
 
   const HASHTEXT: &[(&str, i32)] = &[

@@ -244,8 +244,10 @@ fn read_pem_file(path: &str, what: &str) -> StoreResult<String> {
 }
 
 /// Resolves settings as pg does: URL, then object fields, then PG* environment, then defaults.
+/// `at`: another server (a Citus worker node) reached with the same settings.
 pub fn resolve(
   opts: &ConnectionOptions,
+  at: Option<(&str, u16)>,
   connect_timeout: Duration,
   env: &dyn Fn(&str) -> Option<String>,
 ) -> StoreResult<ConnectSettings> {
@@ -268,6 +270,10 @@ pub fn resolve(
       .ok_or_else(|| StoreError::InvalidOption(format!("invalid port {p}")))?,
     (None, None, Some(p)) => parse_port(&p)?,
     (None, None, None) => 5432,
+  };
+  let (host, port) = match at {
+    Some((host, port)) => (host.to_string(), port),
+    None => (host, port),
   };
   let user = url
     .user
@@ -564,7 +570,7 @@ mod tests {
   }
 
   fn settings(opts: ConnectionOptions, env: &dyn Fn(&str) -> Option<String>) -> ConnectSettings {
-    resolve(&opts, Duration::from_secs(5), env).unwrap()
+    resolve(&opts, None, Duration::from_secs(5), env).unwrap()
   }
 
   fn url(s: &str) -> ConnectionOptions {
@@ -686,6 +692,7 @@ mod tests {
     assert_eq!(mode("postgres://h/d?sslmode=disable"), TlsMode::Disable);
     assert!(resolve(
       &url("postgres://h/d?sslmode=bogus"),
+      None,
       Duration::from_secs(1),
       &no_env
     )

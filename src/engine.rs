@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::config::ConnectionOptions;
 use crate::error::{StoreError, StoreResult};
+use crate::nodes::{never_ran, Nodes};
 use crate::pool::{Params, Target};
 use crate::protect::Protect;
 use crate::sql::{QuotedTable, Statements, Stmt, TableSpec};
@@ -24,6 +25,9 @@ const DEFAULT_PRUNE_BATCH: u32 = 20_000;
 /// After each prune batch, rest this many times as long as the batch took.
 const PRUNE_REST_FACTOR: u32 = 6;
 
+/// Makes a pool for another server (host, port) with the primary's settings.
+type MakeTarget = dyn Fn(&str, u16) -> StoreResult<Target> + Send + Sync;
+
 /// What the engine is built from; `store.rs` fills it from the JS options.
 pub struct EngineOptions {
   pub connection: ConnectionOptions,
@@ -33,6 +37,8 @@ pub struct EngineOptions {
   /// `secret`: the first seals session data, every one opens it.
   pub secrets: Vec<String>,
   pub prepared: bool,
+  /// Citus: each shard's statements to the worker node holding it (`nodes`).
+  pub route_to_nodes: bool,
   pub max: Option<u32>,
   pub connection_timeout_ms: Option<u32>,
   pub query_timeout_ms: Option<u32>,
@@ -78,6 +84,11 @@ pub struct Engine {
   pub primary: Arc<Target>,
   pub replicas: Vec<Arc<Target>>,
   next_replica: AtomicUsize,
+  /// Citus: a pool per worker node holding the table's shards, made at the table lookup.
+  nodes: OnceLock<Nodes>,
+  /// Makes a node's pool: the primary's settings, another host and port.
+  node_target: Box<MakeTarget>,
+  route_to_nodes: bool,
   prune_batch: i64,
   /// connectionTimeoutMillis: the longest wait for a connection.
   pub timeout: Duration,
@@ -118,9 +129,21 @@ impl Engine {
     };
     let timeout = millis(options.connection_timeout_ms, DEFAULT_TIMEOUT_MS);
     let query_timeout = millis(options.query_timeout_ms, DEFAULT_QUERY_TIMEOUT_MS);
+    let prepared = options.prepared;
     let target =
-      |c: &ConnectionOptions| Target::new(c, max, timeout, query_timeout, options.prepared);
+      |c: &ConnectionOptions| Target::new(c, None, max, timeout, query_timeout, prepared);
     let primary = Arc::new(target(&options.connection)?);
+    let connection = options.connection.clone();
+    let node_target = Box::new(move |host: &str, port: u16| {
+      Target::new(
+        &connection,
+        Some((host, port)),
+        max,
+        timeout,
+        query_timeout,
+        prepared,
+      )
+    });
     let replicas = options
       .replicas
       .iter()
@@ -132,6 +155,9 @@ impl Engine {
       primary,
       replicas,
       next_replica: AtomicUsize::new(0),
+      nodes: OnceLock::new(),
+      node_target,
+      route_to_nodes: options.route_to_nodes,
       prune_batch: options
         .prune_batch
         .filter(|b| *b > 0)
@@ -187,7 +213,80 @@ impl Engine {
   }
 
   pub async fn statements(&self) -> StoreResult<&Statements> {
-    self.table.statements(&self.primary).await
+    let st = self.table.statements(&self.primary).await?;
+    if self.nodes.get().is_none() {
+      self.nodes.get_or_init(|| match &st.shards {
+        Some(shards) if self.route_to_nodes && !self.is_closed() => Nodes::start(
+          &shards.nodes,
+          &self.node_target,
+          &format!("SELECT FROM {} LIMIT 0", self.table.qualified()),
+        ),
+        _ => Nodes::none(),
+      });
+    }
+    Ok(st)
+  }
+
+  /// Where a session's statements go: on Citus, the worker node holding its shard once a
+  /// connection there has worked (`nodes`); else the primary.
+  pub fn target_of(&self, st: &Statements, sid: &str) -> &Arc<Target> {
+    st.shards
+      .as_ref()
+      .and_then(|shards| shards.node_of(sid))
+      .and_then(|node| self.nodes.get()?.ready(node))
+      .unwrap_or(&self.primary)
+  }
+
+  /// Runs `stmt` on `target` (from `target_of`), inside a transaction that `begin` opens if
+  /// given. A node whose statement fails as a node going away would stops being used; when the
+  /// node refused the statement before running it, it goes to the primary instead.
+  pub async fn run_on(
+    &self,
+    target: &Arc<Target>,
+    begin: Option<&str>,
+    stmt: &Stmt,
+    params: Params<'_>,
+  ) -> StoreResult<(Vec<tokio_postgres::Row>, u64)> {
+    let run = |target: &Arc<Target>| {
+      let target = target.clone();
+      async move {
+        match begin {
+          Some(begin) => target.run_in_transaction(begin, stmt, params).await,
+          None => target.run(stmt, params).await,
+        }
+      }
+    };
+    match (run(target).await, self.nodes.get()) {
+      (Err(err), Some(nodes)) if nodes.failed(target, &err) && never_ran(&err) => {
+        run(&self.primary).await
+      }
+      (result, _) => result,
+    }
+  }
+
+  /// Citus: each node's pool, and whether it is in use.
+  pub fn nodes(&self) -> impl Iterator<Item = (&Arc<Target>, bool)> {
+    self.nodes.get().into_iter().flat_map(Nodes::each)
+  }
+
+  /// Every server the store writes to: the primary and the Citus nodes.
+  fn writers(&self) -> impl Iterator<Item = &Arc<Target>> {
+    let nodes = self.nodes.get().into_iter().flat_map(Nodes::targets);
+    std::iter::once(&self.primary).chain(nodes)
+  }
+
+  /// Resolves once no write given up on, on any server, can still land (`Target::settled`).
+  pub async fn settled(&self) {
+    for target in self.writers() {
+      target.settled().await;
+    }
+  }
+
+  /// Close: gives up every write in flight on every server (`Target::abandon_writes`).
+  pub fn abandon_writes(&self) {
+    for target in self.writers() {
+      target.abandon_writes();
+    }
   }
 
   /// Wraps every unordered call: refuses after close, counts, and turns errors into coded JS errors.
@@ -255,7 +354,8 @@ impl Engine {
         Err(e) => return Err(e),
       }
     }
-    let (rows, _) = self.primary.run(&st.get, params).await?;
+    let target = self.target_of(st, sid);
+    let (rows, _) = self.run_on(target, None, &st.get, params).await?;
     // A NULL in the data column (a row written by hand) is no session.
     Ok(rows.first().and_then(|r| r.get(0)))
   }
@@ -335,7 +435,9 @@ impl Engine {
 
   /// Closes every connection of every server.
   pub fn close_pools(&self) {
-    self.primary.close();
+    for target in self.writers() {
+      target.close();
+    }
     for replica in &self.replicas {
       replica.close();
     }
@@ -359,7 +461,9 @@ impl Engine {
         if engine.is_closed() {
           return;
         }
-        engine.primary.reap_idle(idle);
+        for target in engine.writers() {
+          target.reap_idle(idle);
+        }
         for replica in &engine.replicas {
           replica.reap_idle(idle);
         }

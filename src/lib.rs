@@ -11,6 +11,7 @@ mod citus;
 mod config;
 mod engine;
 mod error;
+mod nodes;
 mod pool;
 mod protect;
 mod relay;

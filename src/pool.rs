@@ -186,14 +186,16 @@ enum Pick {
 }
 
 impl Target {
+  /// `at`: a Citus worker node reached with `options`' settings instead of their server.
   pub fn new(
     options: &ConnectionOptions,
+    at: Option<(&str, u16)>,
     max_size: usize,
     timeout: Duration,
     query_timeout: Duration,
     prepared: bool,
   ) -> StoreResult<Self> {
-    let settings = config::resolve(options, timeout, &|key| std::env::var(key).ok())?;
+    let settings = config::resolve(options, at, timeout, &|key| std::env::var(key).ok())?;
     let address = settings.address.clone();
     let tls = config::make_tls(&settings.tls)?;
     let manager = Manager::from_config(
@@ -586,6 +588,11 @@ impl Target {
       }
       ended.await;
     }
+  }
+
+  /// True once `abandon_writes` ran: the store is closing.
+  pub fn is_closing(&self) -> bool {
+    self.closing.load(Ordering::Acquire)
   }
 
   /// Close: gives up every connection with a write in flight (its backend is ended), so no

@@ -64,6 +64,8 @@ pub struct StoreOptions {
   pub distribute_table: Option<bool>,
   /// false: send every statement unnamed, for PgBouncer in transaction mode. Default true.
   pub prepared_statements: Option<bool>,
+  /// On Citus, send each shard's statements to the worker node holding it. Default true.
+  pub route_to_nodes: Option<bool>,
   /// Connections per server; default 10.
   pub max: Option<u32>,
   /// Longest wait to connect or for a free connection, in ms; default 5000.
@@ -114,11 +116,23 @@ pub struct PoolStats {
   pub waiting: u32,
 }
 
+/// A Citus worker node's pool (`stats().nodes`).
+#[napi(object)]
+pub struct NodeStats {
+  /// `host:port`, as the cluster names the node.
+  pub address: String,
+  /// The statements of the node's shards go to it now (else to the coordinator).
+  pub in_use: bool,
+  pub pool: PoolStats,
+}
+
 /// What `stats()` returns.
 #[napi(object)]
 pub struct StoreStats {
   pub primary: PoolStats,
   pub replicas: Vec<PoolStats>,
+  /// Citus: the worker nodes holding the table's shards, which the store sends their statements.
+  pub nodes: Vec<NodeStats>,
   /// Completed calls by method name.
   pub operations: HashMap<String, i64>,
   /// Failed calls by error code.
@@ -167,6 +181,7 @@ impl NativeStore {
       },
       secrets: options.secrets.unwrap_or_default(),
       prepared: options.prepared_statements.unwrap_or(true),
+      route_to_nodes: options.route_to_nodes.unwrap_or(true),
       max: options.max,
       connection_timeout_ms: options.connection_timeout_millis,
       query_timeout_ms: options.query_timeout,
@@ -445,11 +460,11 @@ impl NativeStore {
     }
     // Writes still waiting (a row lock): their backends are ended, and close() resolves once
     // they are gone (bounded), so none commits after close().
-    engine.primary.abandon_writes();
+    engine.abandon_writes();
     self
       .calls
       .settle_all(&StoreError::Closed, &StoreError::ClosedInFlight);
-    let _ = tokio::time::timeout(engine.timeout, engine.primary.settled()).await;
+    let _ = tokio::time::timeout(engine.timeout, engine.settled()).await;
     engine.close_pools();
     Ok(())
   }
@@ -461,6 +476,14 @@ impl NativeStore {
     StoreStats {
       primary: pool_stats(&engine.primary),
       replicas: engine.replicas.iter().map(|r| pool_stats(r)).collect(),
+      nodes: engine
+        .nodes()
+        .map(|(target, in_use)| NodeStats {
+          address: target.address.clone(),
+          in_use,
+          pool: pool_stats(target),
+        })
+        .collect(),
       operations: engine.operations(),
       errors: engine.errors(),
     }

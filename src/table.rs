@@ -65,6 +65,11 @@ impl Table {
     }
   }
 
+  /// The table's name, schema-qualified and quoted.
+  pub fn qualified(&self) -> &str {
+    &self.quoted.qualified
+  }
+
   /// The statements; the first call (and every call after a failed lookup) asks the catalog.
   pub async fn statements(&self, primary: &Arc<Target>) -> StoreResult<&Statements> {
     if let Some(st) = self.ready.get() {
@@ -341,6 +346,15 @@ async fn shards(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult<Optio
       &[&table.qualified, &table.spec().session_id],
     )
     .await?;
-  let mins = rows.first().and_then(|r| r.get::<_, Option<Vec<i32>>>(0));
-  Ok(mins.and_then(Shards::new))
+  let Some(row) = rows.first() else {
+    return Ok(None);
+  };
+  let mins = row.get::<_, Option<Vec<i32>>>(0);
+  let hosts = row
+    .get::<_, Option<Vec<Option<String>>>>(1)
+    .unwrap_or_default();
+  let ports = row
+    .get::<_, Option<Vec<Option<i32>>>>(2)
+    .unwrap_or_default();
+  Ok(mins.and_then(|mins| Shards::new(mins, hosts, ports)))
 }
