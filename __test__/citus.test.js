@@ -68,10 +68,16 @@ async function distribution (table) {
   return rows[0] || null
 }
 
+/** How many shards `table` has. */
+async function shardCount (table) {
+  const { rows } = await onCitus((c) => c.query('SELECT count(*)::int AS n FROM pg_dist_shard WHERE logicalrelid = to_regclass($1)', [`"${table}"`]))
+  return rows[0].n
+}
+
 const sess = (/** @type {any} */ n, user = 'u1', expiresMs = Date.now() + HOUR) =>
   ({ cookie: { expires: new Date(expiresMs).toISOString() }, n, passport: { user } })
 
-test('createTableIfMissing on a Citus coordinator distributes the table on the session id; distributeTable: false keeps it local', { skip, timeout: 60000 }, async () => {
+test('createTableIfMissing on a Citus coordinator distributes the table on the session id, two shards per worker unless citus.shard_count is set; distributeTable: false keeps it local', { skip, timeout: 60000 }, async () => {
   const table = uniqueName('citus_made')
   tables.push(table)
   const store = storeOn(table, { createTableIfMissing: true, columns: { user_id: 'owner' } })
@@ -79,6 +85,15 @@ test('createTableIfMissing on a Citus coordinator distributes the table on the s
   assert.deepEqual(await distribution(table), { partmethod: 'h', col: 'sid' })
   await store.set('a', sess(1))
   assert.equal((await store.get('a')).n, 1)
+  // Two shards per worker node, unless citus.shard_count is set (here for the connection).
+  const { rows: [{ n: nodes }] } = await onCitus((c) => c.query('SELECT count(*)::int AS n FROM pg_dist_node WHERE noderole = \'primary\' AND isactive AND shouldhaveshards'))
+  assert.equal(await shardCount(table), 2 * nodes)
+  const counted = uniqueName('citus_counted')
+  tables.push(counted)
+  const withCount = new URL(CITUS_URL)
+  withCount.searchParams.set('options', '-c citus.shard_count=6')
+  await storeOn(counted, { createTableIfMissing: true, conString: withCount.toString() }).ready()
+  assert.equal(await shardCount(counted), 6)
   // Two stores creating the same table at once: one distributes it, neither fails.
   const shared = uniqueName('citus_race')
   tables.push(shared)

@@ -1,7 +1,7 @@
 //! Citus: a pool per worker node, so a shard's statements go to the node that holds it, which
 //! runs them on its own shard (Citus's local execution) instead of the coordinator planning them
 //! and sending them on. With every shard's statements on its own node, the get+set loop ran
-//! 17.5k ops/s against 11k through the coordinator on 4 shards (bench/citus.js,
+//! 18.9k ops/s against 10.3k through the coordinator on 4 shards (bench/citus.js,
 //! docs/distributed.md).
 //!
 //! A node is used only while a connection to it reads the table (`probe`): a node the app cannot

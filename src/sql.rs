@@ -254,9 +254,17 @@ impl QuotedTable {
 
   /// Distributes the table on its session id column (Citus), after `create_table_sql` in the same
   /// string, so one transaction creates and distributes it. Names go in as quoted literals.
+  /// Two shards per worker node unless `citus.shard_count` was set (for the role, the database,
+  /// the connection): a session table is small, and every statement that spans shards costs a
+  /// task per shard; 4 shards ran 1.5–3× the operations of Citus's default 32 on two workers
+  /// (bench/citus.js, docs/distributed.md).
   pub fn distribute_sql(&self) -> String {
     format!(
-      "SELECT create_distributed_table({}, {});",
+      "SELECT create_distributed_table({}, {}, shard_count => CASE \
+       WHEN (SELECT source FROM pg_settings WHERE name = 'citus.shard_count') = 'default' \
+       THEN greatest(2 * (SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' \
+       AND isactive AND shouldhaveshards)::int, 2) \
+       ELSE current_setting('citus.shard_count')::int END);",
       literal(&self.qualified),
       literal(&self.spec.session_id)
     )
