@@ -86,8 +86,10 @@ test('createTableIfMissing on a Citus coordinator distributes the table on the s
   await store.set('a', sess(1))
   assert.equal((await store.get('a')).n, 1)
   // Two shards per worker node, unless citus.shard_count is set (here for the connection).
-  const { rows: [{ n: nodes }] } = await onCitus((c) => c.query('SELECT count(*)::int AS n FROM pg_dist_node WHERE noderole = \'primary\' AND isactive AND shouldhaveshards'))
-  assert.equal(await shardCount(table), 2 * nodes)
+  const { rows: [{ n: nodes, source, count }] } = await onCitus((c) => c.query(`SELECT count(*)::int AS n,
+    (SELECT source FROM pg_settings WHERE name = 'citus.shard_count'), current_setting('citus.shard_count')::int AS count
+    FROM pg_dist_node WHERE noderole = 'primary' AND isactive AND shouldhaveshards`))
+  assert.equal(await shardCount(table), source === 'default' ? 2 * nodes : count)
   const counted = uniqueName('citus_counted')
   tables.push(counted)
   const withCount = new URL(CITUS_URL)
@@ -320,6 +322,14 @@ async function workers (role = 'postgres') {
   })
 }
 
+/** Whether a connection of the store's own (`appName`) on `node` last ran a session's statement (not
+ * the node's probe), started after `since` (ms since the epoch). */
+async function ranOn (node, appName, since) {
+  const { rows } = await withClient((c) => c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1
+    AND query NOT LIKE '%pg_dist_local_group%' AND query_start > to_timestamp($2 / 1000.0)`, [appName, since]), node.url)
+  return rows[0].n > 0
+}
+
 /** Polls `check` every 50 ms until it is true, at most `ms`. */
 async function until (check, ms) {
   for (const end = Date.now() + ms; !check() && Date.now() < end;) await sleep(50)
@@ -360,10 +370,8 @@ test('each shard\'s statements go to the worker node holding it; a node that can
       assert.equal(rows[0].n, ids.length)
     }
     await roundTrip(1000)
-    // The store's own connections (its application_name) on the node in use: statements went there.
-    const direct = await withClient((c) => c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [appName]), open.url)
-    assert.ok(direct.rows[0].n > 0, 'the store has connections of its own on the node in use')
-    assert.ok(store.stats().nodes.find((n) => n.address === open.address).pool.size > 0)
+    // The store's own connections (its application_name) on the node in use ran sessions' statements there.
+    assert.ok(await ranOn(open, appName, 0), 'sessions\' statements ran on the node in use')
 
     // The node in use stops serving the table: the statements it refuses go through the
     // coordinator, no call fails, and the node is left out.
@@ -387,6 +395,7 @@ test('routeToNodes: false sends every statement through the coordinator', { skip
   url.searchParams.set('application_name', appName)
   const store = storeOn(table, { conString: url.toString(), routeToNodes: false })
   await Promise.all(Array.from({ length: 50 }, (_, i) => store.set(`coord-${i}`, sess(i))))
+  // Time for nodes to be probed and taken into use, were they started.
   await sleep(300)
   await Promise.all(Array.from({ length: 50 }, (_, i) => store.set(`coord-${i}`, sess(100 + i))))
   assert.equal((await store.get('coord-7')).n, 107)
@@ -399,21 +408,30 @@ test('routeToNodes: false sends every statement through the coordinator', { skip
 
 test('a shard moved to another node after the store looked it up is still served, through the node it was on', { skip, timeout: 60000 }, async () => {
   const table = await distributedTable('timestamp(6)', 2)
-  const store = storeOn(table)
+  const appName = uniqueName('citus_app')
+  const url = new URL(CITUS_URL)
+  url.searchParams.set('application_name', appName)
+  const store = storeOn(table, { conString: url.toString() })
   await store.set('warm', sess(0))
   assert.ok(await until(() => store.stats().nodes.length === 2 && store.stats().nodes.every((n) => n.inUse), 5000), `both nodes in use: ${JSON.stringify(store.stats().nodes)}`)
   const ids = Array.from({ length: 100 }, (_, i) => `moved-${i}`)
+  /** @type {any} */
+  let movedFrom
   await Promise.all(ids.map((id, i) => store.set(id, sess(i))))
   // Both shards onto one node (block_writes: no logical replication needed).
   await onCitus(async (c) => {
     const { rows } = await c.query(`SELECT s.shardid, n.nodename, n.nodeport FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
       JOIN pg_dist_node n ON n.groupid = p.groupid WHERE s.logicalrelid = $1::regclass ORDER BY n.nodeport`, [`"${table}"`])
-    assert.equal(new Set(rows.map((r) => r.nodeport)).size, 2, 'one shard per node before the move')
+    assert.equal(new Set(rows.map((r) => `${r.nodename}:${r.nodeport}`)).size, 2, 'one shard per node before the move')
     const [from, to] = rows
     await c.query("SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode => 'block_writes')",
       [from.shardid, from.nodename, from.nodeport, to.nodename, to.nodeport])
+    movedFrom = (await workers()).find((w) => w.address === `${from.nodename}:${from.nodeport}`)
   })
+  const moved = Date.now()
   await Promise.all(ids.map((id, i) => store.set(id, sess(1000 + i))))
+  // The node that no longer holds any shard still got the moved shard's sessions, and passed them on.
+  assert.ok(await ranOn(movedFrom, appName, moved), 'statements went to the node the shard was on')
   const got = await Promise.all(ids.map((id) => store.get(id)))
   got.forEach((s, i) => assert.equal(s && s.n, 1000 + i, ids[i]))
   await Promise.all(ids.slice(0, 50).map((id) => store.destroy(id)))

@@ -333,12 +333,7 @@ async fn write_batch(
           .map(|(target, group)| touches_or_destroys(engine, target, st, kind, group)),
       )
       .await;
-      results
-        .into_iter()
-        .try_fold(Vec::new(), |mut all, finished| {
-          all.extend(finished?);
-          Ok(all)
-        })
+      Ok(all_or_worst(results)?.into_iter().flatten().collect())
     }
     Kind::Touch | Kind::Destroy => {
       let items: Vec<&Item> = items.iter().collect();
@@ -429,7 +424,23 @@ async fn set_rows(engine: &Engine, st: &Statements, items: &[Item]) -> StoreResu
     run_short(engine, target, st, stmt, &params).await
   }))
   .await;
-  results.into_iter().try_for_each(|r| r.map(|_| ()))
+  all_or_worst(results).map(|_| ())
+}
+
+/// Every statement's result, or when some failed, the error the batch reports: one given up on
+/// first, since its sessions must stay busy until it can no longer land
+/// (`Report::report_failed_write`), which another error (a lock wait) would not do.
+fn all_or_worst<T>(results: Vec<StoreResult<T>>) -> StoreResult<Vec<T>> {
+  let mut worst: Option<StoreError> = None;
+  let mut all = Vec::with_capacity(results.len());
+  for result in results {
+    match result {
+      Ok(value) => all.push(value),
+      Err(e) if worst.is_none() || matches!(e, StoreError::GivenUp(_)) => worst = Some(e),
+      Err(_) => {}
+    }
+  }
+  worst.map_or(Ok(all), Err)
 }
 
 /// Per-shard statements only when they carry this many sessions on average.
@@ -472,11 +483,12 @@ fn by_server<'a>(
     return groups;
   }
   let sessions = coordinator.len();
-  let per_shard = shards.group(coordinator, |item| item.sid.as_str());
+  let per_shard = shards.group(coordinator.iter().copied(), |item| item.sid.as_str());
   if per_shard.len() * MIN_ROWS_PER_SHARD <= sessions {
     groups.extend(per_shard.into_iter().map(|group| (primary, group)));
   } else {
-    groups.push((primary, per_shard.into_iter().flatten().collect()));
+    // As sorted: one statement over every shard locks its rows in one order.
+    groups.push((primary, coordinator));
   }
   groups
 }
@@ -594,5 +606,24 @@ async fn write_single(
     Work::Get { now } => Ok(opened(engine, sid, engine.get_one(st, sid, *now).await?)),
     // Answered by `calls` before it could be sent.
     Work::Skip => Ok(Outcome::Found(false)),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_given_up_statement_is_the_batch_error_whatever_its_place() {
+    let lock = || StoreError::Db {
+      sqlstate: "55P03".into(),
+      message: "lock".into(),
+    };
+    let given_up = || StoreError::GivenUp("late".into());
+    assert_eq!(all_or_worst(vec![Ok(1), Ok(2)]).unwrap(), vec![1, 2]);
+    let worst = all_or_worst(vec![Err(lock()), Ok(1), Err(given_up()), Err(lock())]);
+    assert!(matches!(worst, Err(StoreError::GivenUp(_))));
+    let worst = all_or_worst::<u8>(vec![Err(lock()), Err(lock())]);
+    assert!(worst.is_err_and(|e| e.is_lock_wait()));
   }
 }

@@ -12,6 +12,14 @@ use tokio_postgres::types::Type;
 
 use crate::sql::Stmt;
 
+/// A worker node as Citus names it, and its group (what `pg_dist_local_group` says on it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+  pub host: String,
+  pub port: u16,
+  pub group: i32,
+}
+
 /// The hash ranges of a hash-distributed table's shards, by their lower bounds, and the worker
 /// node holding each.
 #[derive(Debug, Clone)]
@@ -21,21 +29,22 @@ pub struct Shards {
   /// Each shard's node (an index into `nodes`), when that node can run queries on the table
   /// itself (Citus's metadata synced to it); else None, and its statements go to the coordinator.
   node_of: Vec<Option<usize>>,
-  /// The worker nodes holding shards, `(host, port)` as Citus names them.
-  pub nodes: Vec<(String, u16)>,
+  /// The worker nodes holding shards.
+  pub nodes: Vec<Node>,
 }
 
 impl Shards {
   /// The shards' lower bounds when the table is hash-distributed on the session id column
   /// ($2, its name as given), NULL otherwise ($1 is the qualified table name); and for each, the
-  /// host and port of a worker node holding it that has Citus's metadata (NULL: none has).
+  /// host, port and group of a worker node holding it that has Citus's metadata (NULL: none has).
   pub fn query() -> Stmt {
     Stmt::new(
       "SELECT array_agg(s.shardminvalue::int4 ORDER BY s.shardminvalue::int4), \
        array_agg(n.nodename ORDER BY s.shardminvalue::int4), \
-       array_agg(n.nodeport ORDER BY s.shardminvalue::int4) \
+       array_agg(n.nodeport ORDER BY s.shardminvalue::int4), \
+       array_agg(n.groupid ORDER BY s.shardminvalue::int4) \
        FROM pg_dist_partition p JOIN pg_dist_shard s ON s.logicalrelid = p.logicalrelid \
-       LEFT JOIN LATERAL (SELECT n.nodename, n.nodeport FROM pg_dist_placement pl \
+       LEFT JOIN LATERAL (SELECT n.nodename, n.nodeport, n.groupid FROM pg_dist_placement pl \
        JOIN pg_dist_node n ON n.groupid = pl.groupid \
        WHERE pl.shardid = s.shardid AND n.groupid <> 0 AND n.isactive AND n.noderole = 'primary' \
        AND n.hasmetadata AND n.metadatasynced ORDER BY n.nodeid LIMIT 1) n ON true \
@@ -47,21 +56,34 @@ impl Shards {
   }
 
   /// From `query`'s row: None unless the bounds cover the whole hash space.
-  pub fn new(mins: Vec<i32>, hosts: Vec<Option<String>>, ports: Vec<Option<i32>>) -> Option<Self> {
-    let mut shards: Vec<(i32, Option<(String, u16)>)> = mins
+  pub fn new(
+    mins: Vec<i32>,
+    hosts: Vec<Option<String>>,
+    ports: Vec<Option<i32>>,
+    groups: Vec<Option<i32>>,
+  ) -> Option<Self> {
+    fn none<T: Clone>() -> std::iter::Repeat<Option<T>> {
+      std::iter::repeat(None)
+    }
+    let mut shards: Vec<(i32, Option<Node>)> = mins
       .into_iter()
-      .zip(hosts.into_iter().chain(std::iter::repeat(None)))
-      .zip(ports.into_iter().chain(std::iter::repeat(None)))
-      .map(|((min, host), port)| {
+      .zip(hosts.into_iter().chain(none()))
+      .zip(ports.into_iter().chain(none()))
+      .zip(groups.into_iter().chain(none()))
+      .map(|(((min, host), port), group)| {
         let port = port.and_then(|p| u16::try_from(p).ok());
-        (min, host.zip(port))
+        let node = match (host, port, group) {
+          (Some(host), Some(port), Some(group)) => Some(Node { host, port, group }),
+          _ => None,
+        };
+        (min, node)
       })
       .collect();
     shards.sort_unstable_by_key(|(min, _)| *min);
     if shards.first().map(|(min, _)| *min) != Some(i32::MIN) {
       return None;
     }
-    let mut nodes: Vec<(String, u16)> = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
     let mut node_of = Vec::with_capacity(shards.len());
     let mut mins = Vec::with_capacity(shards.len());
     for (min, node) in shards {
@@ -194,7 +216,13 @@ mod tests {
 
   #[test]
   fn finds_the_shard_whose_range_holds_the_hash() {
-    let shards = Shards::new(vec![0, i32::MIN, 1 << 30, -(1 << 30)], vec![], vec![]).unwrap();
+    let shards = Shards::new(
+      vec![0, i32::MIN, 1 << 30, -(1 << 30)],
+      vec![],
+      vec![],
+      vec![],
+    )
+    .unwrap();
     let expect = |hash: i32| match hash {
       h if h < -(1 << 30) => 0,
       h if h < 0 => 1,
@@ -204,7 +232,7 @@ mod tests {
     for (text, hash) in HASHTEXT {
       assert_eq!(shards.shard_of(text), expect(*hash));
     }
-    assert!(Shards::new(vec![0, 5], vec![], vec![]).is_none());
+    assert!(Shards::new(vec![0, 5], vec![], vec![], vec![]).is_none());
   }
 
   #[test]
@@ -214,12 +242,15 @@ mod tests {
       vec![0, i32::MIN, 1 << 30, -(1 << 30)],
       vec![host("b"), host("a"), None, host("a")],
       vec![Some(2), Some(1), Some(3), Some(1)],
+      vec![Some(20), Some(10), Some(30), Some(10)],
     )
     .unwrap();
-    assert_eq!(
-      shards.nodes,
-      vec![("a".to_string(), 1), ("b".to_string(), 2)]
-    );
+    let node = |host: &str, port, group| Node {
+      host: host.to_string(),
+      port,
+      group,
+    };
+    assert_eq!(shards.nodes, vec![node("a", 1, 10), node("b", 2, 20)]);
     assert_eq!(shards.node_of, vec![Some(0), Some(0), Some(1), None]);
     // hashtext('a') = 1075015857 ≥ 1 << 30: the last shard, whose node is unknown.
     assert_eq!(shards.node_of("a"), None);

@@ -216,11 +216,9 @@ impl Engine {
     let st = self.table.statements(&self.primary).await?;
     if self.nodes.get().is_none() {
       self.nodes.get_or_init(|| match &st.shards {
-        Some(shards) if self.route_to_nodes && !self.is_closed() => Nodes::start(
-          &shards.nodes,
-          &self.node_target,
-          &format!("SELECT FROM {} LIMIT 0", self.table.qualified()),
-        ),
+        Some(shards) if self.route_to_nodes && !self.is_closed() => {
+          Nodes::start(&shards.nodes, &self.node_target, self.table.qualified())
+        }
         _ => Nodes::none(),
       });
     }
@@ -257,7 +255,9 @@ impl Engine {
       }
     };
     match (run(target).await, self.nodes.get()) {
-      (Err(err), Some(nodes)) if nodes.failed(target, &err) && never_ran(&err) => {
+      (Err(err), Some(nodes))
+        if nodes.failed(target, &err) && never_ran(&err) && !self.is_closed() =>
+      {
         run(&self.primary).await
       }
       (result, _) => result,

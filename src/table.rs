@@ -356,5 +356,8 @@ async fn shards(table: &QuotedTable, primary: &Arc<Target>) -> StoreResult<Optio
   let ports = row
     .get::<_, Option<Vec<Option<i32>>>>(2)
     .unwrap_or_default();
-  Ok(mins.and_then(|mins| Shards::new(mins, hosts, ports)))
+  let groups = row
+    .get::<_, Option<Vec<Option<i32>>>>(3)
+    .unwrap_or_default();
+  Ok(mins.and_then(|mins| Shards::new(mins, hosts, ports, groups)))
 }
