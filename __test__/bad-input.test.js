@@ -194,7 +194,7 @@ test('options of the wrong type throw a TypeError with ERR_PG_SESSION_INVALID_OP
     { ttl: 'a day' }, { ttl: -1 }, { ttl: NaN }, { touchAfter: '10' },
     { pruneSessionInterval: 'often' }, { pruneSessionInterval: -5 }, { pruneSessionRandomizedInterval: 3 },
     { pruneBatchSize: 0 }, { pruneBatchSize: 1.5 }, { pruneBatchSize: '100' },
-    { createTableIfMissing: 'yes' }, { disableTouch: 1 }, { preparedStatements: 'false' }, { connectionEvents: 'on' },
+    { createTableIfMissing: 'yes' }, { distributeTable: 1 }, { routeToNodes: 'no' }, { disableTouch: 1 }, { preparedStatements: 'false' }, { connectionEvents: 'on' },
     { errorLog: 'console' }, { serializer: JSON.stringify }, { serializer: { stringify: JSON.stringify } },
   ]
   for (const options of wrong) {

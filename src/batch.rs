@@ -4,6 +4,7 @@
 //! the batch's short lock wait, its data or id refused) sends each session on its own, after
 //! freeing the batch's slot, so only the session at fault waits or fails.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -336,25 +337,26 @@ async fn write_batch(
       Ok(all_or_worst(results)?.into_iter().flatten().collect())
     }
     Kind::Touch | Kind::Destroy => {
-      let items: Vec<&Item> = items.iter().collect();
-      touches_or_destroys(engine, &engine.primary, st, kind, &items).await
+      touches_or_destroys(engine, &engine.primary, st, kind, items).await
     }
     Kind::Get => Err(StoreError::Schema("a get is not a write".into())),
   }
 }
 
-/// A batch of touches or of destroys as one statement on `target`.
-async fn touches_or_destroys(
+/// A batch of touches or of destroys as one statement on `target` (`items`: the batch's own, or
+/// a node's share of it).
+async fn touches_or_destroys<I: Borrow<Item>>(
   engine: &Engine,
   target: &Arc<Target>,
   st: &Statements,
   kind: Kind,
-  items: &[&Item],
+  items: &[I],
 ) -> StoreResult<Finished> {
-  let sids: Vec<&str> = items.iter().map(|i| i.sid.as_str()).collect();
+  let items = items.iter().map(Borrow::borrow);
+  let sids: Vec<&str> = items.clone().map(|i| i.sid.as_str()).collect();
   if !matches!(kind, Kind::Touch) {
     let untils: Vec<f64> = items
-      .iter()
+      .clone()
       .map(|i| match i.work {
         Work::Destroy { until } => until,
         _ => f64::NAN,
@@ -362,17 +364,12 @@ async fn touches_or_destroys(
       .collect();
     let params: Params = &[&sids, &untils];
     run_short(engine, target, st, &st.destroy_batch, params).await?;
-    return Ok(
-      items
-        .iter()
-        .map(|i| (i.sid.clone(), Ok(Outcome::Done)))
-        .collect(),
-    );
+    return Ok(items.map(|i| (i.sid.clone(), Ok(Outcome::Done))).collect());
   }
-  let mut expire_ats = Vec::with_capacity(items.len());
+  let mut expire_ats = Vec::with_capacity(sids.len());
   // The clocks only for `columns.last_seen`.
-  let mut nows = Vec::with_capacity(if st.touch_clock { items.len() } else { 0 });
-  for item in items {
+  let mut nows = Vec::with_capacity(if st.touch_clock { sids.len() } else { 0 });
+  for item in items.clone() {
     let (expire_at, now) = match item.work {
       Work::Touch { expire_at, now } => (expire_at, now),
       _ => (f64::NAN, f64::NAN),
@@ -388,7 +385,6 @@ async fn touches_or_destroys(
   let touched: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
   Ok(
     items
-      .iter()
       .map(|i| {
         let found = touched.contains(i.sid.as_str());
         (i.sid.clone(), Ok(Outcome::Found(found)))

@@ -84,11 +84,12 @@ pub struct Engine {
   pub primary: Arc<Target>,
   pub replicas: Vec<Arc<Target>>,
   next_replica: AtomicUsize,
-  /// Citus: a pool per worker node holding the table's shards, made at the table lookup.
-  nodes: OnceLock<Nodes>,
-  /// Makes a node's pool: the primary's settings, another host and port.
-  node_target: Box<MakeTarget>,
-  route_to_nodes: bool,
+  /// Citus: a pool per worker node holding the table's shards, made at the table lookup (None:
+  /// not Citus, or `routeToNodes: false`).
+  nodes: OnceLock<Option<Nodes>>,
+  /// Makes a node's pool: the primary's settings, another host and port; None with
+  /// `routeToNodes: false`.
+  node_target: Option<Box<MakeTarget>>,
   prune_batch: i64,
   /// connectionTimeoutMillis: the longest wait for a connection.
   pub timeout: Duration,
@@ -134,15 +135,11 @@ impl Engine {
       |c: &ConnectionOptions| Target::new(c, None, max, timeout, query_timeout, prepared);
     let primary = Arc::new(target(&options.connection)?);
     let connection = options.connection.clone();
-    let node_target = Box::new(move |host: &str, port: u16| {
-      Target::new(
-        &connection,
-        Some((host, port)),
-        max,
-        timeout,
-        query_timeout,
-        prepared,
-      )
+    let node_target = options.route_to_nodes.then(|| -> Box<MakeTarget> {
+      Box::new(move |host: &str, port: u16| {
+        let at = Some((host, port));
+        Target::new(&connection, at, max, timeout, query_timeout, prepared)
+      })
     });
     let replicas = options
       .replicas
@@ -157,7 +154,6 @@ impl Engine {
       next_replica: AtomicUsize::new(0),
       nodes: OnceLock::new(),
       node_target,
-      route_to_nodes: options.route_to_nodes,
       prune_batch: options
         .prune_batch
         .filter(|b| *b > 0)
@@ -215,14 +211,20 @@ impl Engine {
   pub async fn statements(&self) -> StoreResult<&Statements> {
     let st = self.table.statements(&self.primary).await?;
     if self.nodes.get().is_none() {
-      self.nodes.get_or_init(|| match &st.shards {
-        Some(shards) if self.route_to_nodes && !self.is_closed() => {
-          Nodes::start(&shards.nodes, &self.node_target, self.table.qualified())
-        }
-        _ => Nodes::none(),
-      });
+      self
+        .nodes
+        .get_or_init(|| match (&st.shards, &self.node_target) {
+          (Some(shards), Some(make)) if !self.is_closed() => {
+            Some(Nodes::start(&shards.nodes, make, self.table.qualified()))
+          }
+          _ => None,
+        });
     }
     Ok(st)
+  }
+
+  fn started_nodes(&self) -> Option<&Nodes> {
+    self.nodes.get().and_then(Option::as_ref)
   }
 
   /// Where a session's statements go: on Citus, the worker node holding its shard once a
@@ -231,7 +233,7 @@ impl Engine {
     st.shards
       .as_ref()
       .and_then(|shards| shards.node_of(sid))
-      .and_then(|node| self.nodes.get()?.ready(node))
+      .and_then(|node| self.started_nodes()?.ready(node))
       .unwrap_or(&self.primary)
   }
 
@@ -245,20 +247,14 @@ impl Engine {
     stmt: &Stmt,
     params: Params<'_>,
   ) -> StoreResult<(Vec<tokio_postgres::Row>, u64)> {
-    let run = |target: &Arc<Target>| {
-      let target = target.clone();
-      async move {
-        match begin {
-          Some(begin) => target.run_in_transaction(begin, stmt, params).await,
-          None => target.run(stmt, params).await,
-        }
-      }
-    };
-    match (run(target).await, self.nodes.get()) {
+    match (
+      target.run_in(begin, stmt, params).await,
+      self.started_nodes(),
+    ) {
       (Err(err), Some(nodes))
         if nodes.failed(target, &err) && never_ran(&err) && !self.is_closed() =>
       {
-        run(&self.primary).await
+        self.primary.run_in(begin, stmt, params).await
       }
       (result, _) => result,
     }
@@ -266,12 +262,12 @@ impl Engine {
 
   /// Citus: each node's pool, and whether it is in use.
   pub fn nodes(&self) -> impl Iterator<Item = (&Arc<Target>, bool)> {
-    self.nodes.get().into_iter().flat_map(Nodes::each)
+    self.started_nodes().into_iter().flat_map(Nodes::each)
   }
 
   /// Every server the store writes to: the primary and the Citus nodes.
   fn writers(&self) -> impl Iterator<Item = &Arc<Target>> {
-    let nodes = self.nodes.get().into_iter().flat_map(Nodes::targets);
+    let nodes = self.nodes().map(|(target, _)| target);
     std::iter::once(&self.primary).chain(nodes)
   }
 

@@ -59,16 +59,6 @@ impl Probe {
 }
 
 impl Nodes {
-  pub fn none() -> Self {
-    Nodes {
-      nodes: Vec::new(),
-      probe: Arc::new(Probe {
-        stmt: Stmt::new(String::new(), &[]),
-        table: String::new(),
-      }),
-    }
-  }
-
   /// A pool per node, each probed in the background. `table`: the qualified, quoted name.
   /// Runs on the tokio runtime.
   pub fn start(
@@ -132,10 +122,6 @@ impl Nodes {
       node.probe(self.probe.clone(), RETRY);
     }
     true
-  }
-
-  pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
-    self.nodes.iter().flatten().map(|n| &n.target)
   }
 
   /// Each node's pool and whether its shards' statements go to it now.

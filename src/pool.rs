@@ -433,19 +433,10 @@ impl Target {
     self.run_in(None, stmt, params).await
   }
 
-  /// `run` inside a transaction that `begin` opens (BEGIN and what follows it, say SET LOCAL),
-  /// committed after the statement; the three go out together, one round trip. If the statement
-  /// fails, the COMMIT rolls back.
-  pub async fn run_in_transaction(
-    self: &Arc<Self>,
-    begin: &str,
-    stmt: &Stmt,
-    params: Params<'_>,
-  ) -> StoreResult<(Vec<Row>, u64)> {
-    self.run_in(Some(begin), stmt, params).await
-  }
-
-  async fn run_in(
+  /// `run`; with `begin`, inside a transaction that it opens (BEGIN and what follows it, say
+  /// SET LOCAL), committed after the statement: the three go out together, one round trip. If
+  /// the statement fails, the COMMIT rolls back.
+  pub async fn run_in(
     self: &Arc<Self>,
     begin: Option<&str>,
     stmt: &Stmt,
