@@ -7,7 +7,7 @@
 // Prints each run's req/s, app CPU per request and each app thread's CPU per request (main = the JS
 // thread, node = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker), then medians and
 // spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1. CPUPROF=1 writes each
-// app's V8 profile to bench/results/partial/ab-<n>/.
+// app's V8 profile to bench/results/partial/ab-<n>/; NODE_ARGS='--trace-gc-nvp …' are the apps' node flags.
 
 const path = require('node:path')
 const fs = require('node:fs')
@@ -49,7 +49,7 @@ async function main () {
       if (!kind) throw new Error(`${spec}: expected dir:kind (ours, redis, eager, sealed, cps)`)
       const table = `ab_${i}`
       if (kind !== 'redis') await seedTable(server.url, table, 0)
-      const child = fork(path.join(path.resolve(dir), 'bench', 'express-app.js'), [JSON.stringify({ kind, url: server.url, table, redisUrl: redis && redis.url, sessions: 1000, secret: 's' })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.env.CPUPROF ? ['--cpu-prof', `--cpu-prof-dir=${path.join(__dirname, 'results', 'partial', `ab-${i}`)}`] : [] })
+      const child = fork(path.join(path.resolve(dir), 'bench', 'express-app.js'), [JSON.stringify({ kind, url: server.url, table, redisUrl: redis && redis.url, sessions: 1000, secret: 's' })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...(process.env.CPUPROF ? ['--cpu-prof', `--cpu-prof-dir=${path.join(__dirname, 'results', 'partial', `ab-${i}`)}`] : []), ...(process.env.NODE_ARGS || '').split(' ').filter(Boolean)] })
       const { port } = await new Promise((resolve) => child.once('message', resolve))
       if (PIN) pin(child.pid, 0)
       apps[spec] = { child, port }

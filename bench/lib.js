@@ -2,7 +2,7 @@
 
 // Shared by the benchmarks: the contenders, seeding tables, child processes and statistics.
 
-const { spawn, execSync } = require('node:child_process')
+const { spawn, spawnSync, execSync } = require('node:child_process')
 const path = require('node:path')
 const pg = require('pg')
 
@@ -197,4 +197,26 @@ function pin (pid, cpu) {
   }
 }
 
-module.exports = { pin, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }
+/**
+ * Moves `pid` and its descendants (a PostgreSQL postmaster and its backends; new backends inherit
+ * it) to `cpu`.
+ */
+function pinTree (pid, cpu) {
+  pin(pid, cpu)
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout || ''
+  for (const child of children.split('\n').filter(Boolean)) {
+    try {
+      pinTree(Number(child), cpu)
+    } catch {} // a backend that ended meanwhile
+  }
+}
+
+/** Why the app cannot be given a core of its own here ('' when it can): Linux, 2 CPUs, taskset. */
+function unpinnable () {
+  if (process.platform !== 'linux') return 'not Linux'
+  if (require('node:os').cpus().length < 2) return 'fewer than 2 CPUs'
+  if (spawnSync('sh', ['-c', 'command -v taskset && command -v pgrep']).status !== 0) return 'taskset or pgrep (util-linux, procps) is not installed'
+  return ''
+}
+
+module.exports = { pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

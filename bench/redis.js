@@ -79,6 +79,7 @@ async function startRedis (log) {
       const version = spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.match(/v=(\S+)/)
       return {
         url: `redis://127.0.0.1:${port}`,
+        pid: child.pid,
         version: `Redis ${version ? version[1] : '?'}`,
         stop: () => new Promise((resolve) => {
           if (exited !== null) return resolve()

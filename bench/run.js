@@ -12,11 +12,13 @@
 // the full section in docs/benchmarks.md, the short table in README.md (bench/publish.js, which
 // also re-renders them from a saved results.json). PIN=1 (Linux, ≥ 2 CPUs, with --only=express)
 // puts each Express app process alone on CPU 0 and everything else (this process and its load
-// generator, the embedded PostgreSQL, Redis) on CPU 1, as if the database had its own host.
+// generator, the embedded PostgreSQL, Redis) on CPU 1, as if the database had its own host; a full
+// run ends with such an Express pass against connect-redis (Linux, ≥ 2 CPUs, taskset).
 
+const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { sql, pin } = require('./lib')
+const { sql, pin, pinTree, unpinnable } = require('./lib')
 const { runStoreOps, runLatency, runMemory } = require('./store-ops')
 const { runHot } = require('./hot')
 const { runLocked } = require('./locked')
@@ -98,6 +100,22 @@ async function main () {
     if (wants('express')) { log('Express end to end'); raw.express = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others, redis, pinApp: pinned, log }) }
     if (wants('memory')) { log('Memory over a long run'); raw.memory = await runMemory({ url, totalOps: plan.memoryOps, log }) }
     if (wants('size')) { log('Cost with table size'); raw.tableSize = await runTableSize({ url, expired: plan.expired, seconds: plan.sizeSeconds, rounds: plan.rounds, log }) }
+    // A full run's Express apps once more, each alone on CPU 0 against connect-redis: the app CPU
+    // and throughput users get with the database on another machine (issue 20). Last, since it
+    // moves this process, PostgreSQL and Redis to CPU 1.
+    if (!only && !pinned) {
+      const why = redis ? unpinnable() : 'connect-redis did not run'
+      if (why) {
+        log(`Express with each app alone on one core SKIPPED: ${why}`)
+      } else {
+        log('Express, each app alone on CPU 0')
+        pin(process.pid, 1)
+        pinTree(redis.pid, 1)
+        if (server) pinTree(Number(fs.readFileSync(path.join(server.databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]), 1)
+        raw.expressPinned = await runExpress({ url, rounds: plan.rounds, seconds: plan.expressSeconds, others: ['redis'], redis, pinApp: true, log })
+        raw.pinnedPass = `"App alone on a core": each Express app on CPU 0, ${server ? 'PostgreSQL, ' : ''}Redis and the load generator on CPU 1`
+      }
+    }
 
     const summary = summarize(raw)
     // A partial run (--only) must not overwrite the results the documents show.
@@ -115,7 +133,7 @@ async function main () {
 
 /** An installed package's version (connect-redis exports no package.json). */
 function packageVersion (name) {
-  return JSON.parse(require('node:fs').readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')).version
+  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')).version
 }
 
 async function cleanUp (url) {
