@@ -211,10 +211,16 @@ function pinTree (pid, cpu) {
   }
 }
 
-/** Why the app cannot be given a core of its own here ('' when it can): Linux, 2 CPUs, taskset. */
+/** Why the app cannot be given a core of its own here ('' when it can): Linux, CPUs 0 and 1 allowed, taskset. */
 function unpinnable () {
   if (process.platform !== 'linux') return 'not Linux'
-  if (require('node:os').cpus().length < 2) return 'fewer than 2 CPUs'
+  // The CPUs this process may use (a container's cpuset may leave out CPU 0 or 1).
+  const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))
+  const cpus = new Set((allowed ? allowed[1] : '').split(',').flatMap((part) => {
+    const [a, b = a] = part.split('-').map(Number)
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i)
+  }))
+  if (!cpus.has(0) || !cpus.has(1)) return `CPUs 0 and 1 are not both allowed (${allowed ? allowed[1] : 'unknown'})`
   if (spawnSync('sh', ['-c', 'command -v taskset && command -v pgrep']).status !== 0) return 'taskset or pgrep (util-linux, procps) is not installed'
   return ''
 }

@@ -241,7 +241,7 @@ function tableRows (s) {
         const er = e.eagerRatio
         row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
           `${f0(e.eager.reqPerSec)}, ${f0(e.eager.cpuUsPerReq)} µs`, `${f0(e.cps.reqPerSec)}, ${f0(e.cps.cpuUsPerReq)} µs`, `${f2(er.reqPerSec)}×, ${f2(er.cpuUsPerReq)}×`, '')
-        if (e.redis) withRedis([`${f0(e.redis.reqPerSec)}, ${f0(e.redis.cpuUsPerReq)} µs`, `${withSpread(er.vsRedis, er.vsRedisSpread)}, ${withSpread(er.cpuVsRedis, er.cpuVsRedisSpread)}`])
+        if (e.redis) withRedis([`${f0(e.redis.reqPerSec)} · ${f0(e.redis.cpuUsPerReq)} µs`, `${withSpread(er.vsRedis, er.vsRedisSpread)}, ${withSpread(er.cpuVsRedis, er.cpuVsRedisSpread)}`])
       }
       if (e.sealed) {
         const sr = e.sealedRatio
@@ -258,11 +258,11 @@ function tableRows (s) {
     for (const route of ['read', 'write']) {
       const e = s.expressPinned[route]
       const v = e.vsRedis
-      row(`pinned.${route}`, `Express ${route}, app alone on a core: req/s, app CPU per request`, `${f0(e.ours.reqPerSec)}, ${f0(e.ours.cpuUsPerReq)} µs`, '', '', '')
+      row(`pinned.${route}`, `Express ${route}, app alone on a core: req/s · app CPU per request`, `${f0(e.ours.reqPerSec)} · ${f0(e.ours.cpuUsPerReq)} µs`, '', '', '')
       if (!v) continue
       const [bar, barText] = route === 'read' ? [1, '≥ 1.0×'] : [0.9, '≥ 0.9×']
-      withRedis([`${f0(e.redis.reqPerSec)}, ${f0(e.redis.cpuUsPerReq)} µs`,
-        `${vsCell(v.reqPerSec, v.reqPerSecSpread, barText, v.reqPerSec >= bar)}, ${vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)}`])
+      withRedis([`${f0(e.redis.reqPerSec)} · ${f0(e.redis.cpuUsPerReq)} µs`,
+        `${vsCell(v.reqPerSec, v.reqPerSecSpread, barText, v.reqPerSec >= bar)} · ${vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)}`])
     }
   }
   if (s.latency) {
