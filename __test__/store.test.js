@@ -321,3 +321,21 @@ describe('close', () => {
     }
   })
 })
+
+test('on Linux the engine\'s worker runs as SCHED_BATCH: woken, it does not preempt the JS thread on a shared core', { skip: process.platform !== 'linux' && 'the scheduling policy is set on Linux only' }, async () => {
+  const fs = require('node:fs')
+  const store = makeStore({ tableName: uniqueName('sched') })
+  try {
+    await store.ready()
+    const threads = fs.readdirSync('/proc/self/task').map((tid) => {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      // Field 41, the policy, counted from the fields after the name's closing parenthesis.
+      return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), policy: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]) }
+    })
+    const workers = threads.filter((t) => t.name.startsWith('tokio-'))
+    assert.ok(workers.length >= 1, `no tokio thread among ${threads.map((t) => t.name).join(', ')}`)
+    for (const w of workers) assert.equal(w.policy, 3, `${w.name} runs with policy ${w.policy}, not SCHED_BATCH (3)`)
+  } finally {
+    await store.close()
+  }
+})

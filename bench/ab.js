@@ -77,7 +77,7 @@ async function main () {
       }
       if (!res[spec]) res[spec] = []
       res[spec].push({ rps: r.requests.average, cpu: cpuUs / n, th })
-      console.log(`${route} ${spec.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  app CPU ${(cpuUs / n).toFixed(1)} µs/req  ${JSON.stringify(th)}`)
+      console.log(`${route} ${spec.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50/p99 ${r.latency.p50}/${r.latency.p99} ms  app CPU ${(cpuUs / n).toFixed(1)} µs/req  ${JSON.stringify(th)}`)
     }
     // Per round (each holds every contender twice): the mean of each, and its ratio to the first's.
     const perRound = (spec, k) => {

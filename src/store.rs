@@ -525,10 +525,33 @@ fn pool_stats(target: &Target) -> PoolStats {
 fn init_runtime() {
   let runtime = tokio::runtime::Builder::new_multi_thread()
     .worker_threads(1)
+    .on_thread_start(yield_to_js_thread)
     .enable_all()
     .build();
   // On failure napi builds its default runtime.
   if let Ok(runtime) = runtime {
     napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
+  }
+}
+
+/// On Linux the runtime's threads run as SCHED_BATCH: the same share of the CPU, but a woken
+/// worker does not preempt the thread running (on a core it shares with Node's JS thread, it
+/// runs when that thread waits or its slice ends). It then wakes once for several turns' calls
+/// and answers instead of once per turn: with the app alone on one core, a third of the
+/// context switches and 0.85× the app's CPU per `/write` request (docs/benchmarks.md). Where
+/// the call is refused (a sandbox), or on other systems, the default policy stays.
+fn yield_to_js_thread() {
+  #[cfg(target_os = "linux")]
+  {
+    let param = libc::sched_param { sched_priority: 0 };
+    // The system call itself (0: this thread): musl's `sched_setscheduler` always fails.
+    unsafe {
+      libc::syscall(
+        libc::SYS_sched_setscheduler,
+        0,
+        libc::SCHED_BATCH,
+        &param as *const libc::sched_param,
+      )
+    };
   }
 }
