@@ -327,14 +327,21 @@ test('on Linux the engine\'s worker runs as SCHED_BATCH: woken, it does not pree
   const store = makeStore({ tableName: uniqueName('sched') })
   try {
     await store.ready()
-    const threads = fs.readdirSync('/proc/self/task').map((tid) => {
-      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+    const threads = fs.readdirSync('/proc/self/task').flatMap((tid) => {
+      let stat
+      try {
+        stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      } catch {
+        return [] // a thread that ended since the listing (an idle blocking-pool thread)
+      }
       // Field 41, the policy, counted from the fields after the name's closing parenthesis.
-      return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), policy: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]) }
+      return [{ tid: Number(tid), name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), policy: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]) }]
     })
     const workers = threads.filter((t) => t.name.startsWith('tokio-'))
     assert.ok(workers.length >= 1, `no tokio thread among ${threads.map((t) => t.name).join(', ')}`)
     for (const w of workers) assert.equal(w.policy, 3, `${w.name} runs with policy ${w.policy}, not SCHED_BATCH (3)`)
+    // Node's own threads (the JS thread first) keep the default policy.
+    assert.equal(threads.find((t) => t.tid === process.pid).policy, 0, 'the JS thread\'s policy changed')
   } finally {
     await store.close()
   }

@@ -543,7 +543,8 @@ fn init_runtime() {
 fn yield_to_js_thread() {
   #[cfg(target_os = "linux")]
   {
-    let param = libc::sched_param { sched_priority: 0 };
+    // Zeroed (priority 0): musl's sched_param has more fields than glibc's.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // The system call itself (0: this thread): musl's `sched_setscheduler` always fails.
     unsafe {
       libc::syscall(
