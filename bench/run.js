@@ -54,7 +54,8 @@ async function main () {
   if (pinned) {
     // The other benchmarks' own processes would all share CPU 1 with the databases.
     if (!only || [...only].some((name) => name !== 'express')) throw new Error('PIN=1 is for the Express benchmark: add --only=express')
-    if (os.cpus().length < 2) throw new Error('PIN=1 needs at least 2 CPUs')
+    const why = unpinnable()
+    if (why) throw new Error(`PIN=1 cannot pin here: ${why}`)
     // Before anything starts, so the embedded PostgreSQL and Redis inherit CPU 1 (the apps are moved to CPU 0).
     pin(process.pid, 1)
     if (process.env.DATABASE_URL) log('PIN=1: the server at DATABASE_URL is not started here, so it is not pinned; unset DATABASE_URL to have an embedded one on CPU 1')
