@@ -5,39 +5,20 @@
 // PostgreSQL (and a Redis for a `redis` kind): e.g. `/tmp/main:ours .:ours .:redis` compares a build of
 // main (a copy of the tree with its own .node, node_modules linked) with this one and connect-redis.
 // Prints each run's req/s, app CPU per request and each app thread's CPU per request (main = the JS
-// thread, node = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker), then medians and
-// spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1. CPUPROF=1 writes each
+// thread, node = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker; `<thread> sys` the
+// part in the kernel, `<thread> switches` its context switches), the app's RSS and V8 heap in use,
+// then medians and spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1. CPUPROF=1 writes each
 // app's V8 profile to bench/results/partial/ab-<n>/; NODE_ARGS='--trace-gc-nvp …' are the apps' node flags.
 
 const path = require('node:path')
-const fs = require('node:fs')
 const { fork } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, ask, pin, alternateAll, median } = require('./lib')
+const { seedTable, sid, ask, pin, alternateAll, median, threadTimes } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 const [route, rounds, seconds, ...specs] = process.argv.slice(2)
 const PIN = !!process.env.PIN
-/**
- * CPU µs so far of each thread of `pid`, by thread name (numbers dropped; the main thread as 'main'),
- * and its context switches (voluntary and not) as `<name> switches`.
- */
-function threadTimes (pid) {
-  const out = {}
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
-      const name = t === String(pid) ? 'main' : st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')).replace(/\d+$/, '')
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
-      out[name] = (out[name] || 0) + (Number(f[11]) + Number(f[12])) * 1e4
-      const status = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')
-      const switches = /voluntary_ctxt_switches:\s+(\d+)[\s\S]*nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)
-      if (switches) out[`${name} switches`] = (out[`${name} switches`] || 0) + Number(switches[1]) + Number(switches[2])
-    } catch {}
-  }
-  return out
-}
 async function main () {
   if (PIN) pin(process.pid, 1)
   const server = await startServer()
@@ -68,7 +49,7 @@ async function main () {
       const t0 = threadTimes(child.pid)
       const r = await drive(port, Number(seconds))
       const t1 = threadTimes(child.pid)
-      const { cpuUs } = await ask(child, 'stats')
+      const { cpuUs, rssMB, heapMB } = await ask(child, 'stats')
       const n = r.requests.total
       const th = {}
       for (const k of Object.keys(t1)) {
@@ -77,7 +58,7 @@ async function main () {
       }
       if (!res[spec]) res[spec] = []
       res[spec].push({ rps: r.requests.average, cpu: cpuUs / n, th })
-      console.log(`${route} ${spec.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50/p99 ${r.latency.p50}/${r.latency.p99} ms  app CPU ${(cpuUs / n).toFixed(1)} µs/req  ${JSON.stringify(th)}`)
+      console.log(`${route} ${spec.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50/p99 ${r.latency.p50}/${r.latency.p99} ms  app CPU ${(cpuUs / n).toFixed(1)} µs/req  rss/heap ${rssMB.toFixed(0)}/${heapMB === undefined ? '–' : heapMB.toFixed(0)} MB  ${JSON.stringify(th)}`)
     }
     // Per round (each holds every contender twice): the mean of each, and its ratio to the first's.
     const perRound = (spec, k) => {

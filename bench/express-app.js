@@ -39,7 +39,7 @@ async function main () {
     if (msg === 'stats') {
       const cpu = process.cpuUsage(cpu0)
       const busy = performance.eventLoopUtilization(elu0).utilization
-      process.send({ rssMB: process.memoryUsage.rss() / 2 ** 20, cpuUs: cpu.user + cpu.system, busy })
+      process.send({ rssMB: process.memoryUsage.rss() / 2 ** 20, heapMB: process.memoryUsage().heapUsed / 2 ** 20, cpuUs: cpu.user + cpu.system, busy })
     }
     if (msg === 'exit') process.exit(0)
   })

@@ -8,7 +8,7 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, alternateAll, sleep, ask, pin } = require('./lib')
+const { seedTable, sid, alternateAll, sleep, ask, pin, threadTimes, byThread } = require('./lib')
 
 const SECRET = 'bench-secret'
 const SESSIONS = 1000
@@ -28,6 +28,7 @@ function startApp (kind, url, table, redisUrl, pinApp) {
   function app (port) {
     return {
       port,
+      pid: /** @type {number} */ (child.pid),
       mark: () => child.send('mark'),
       stats: () => ask(child, 'stats'),
       stop: () => new Promise((resolve) => { child.removeAllListeners('exit'); child.once('exit', resolve); child.send('exit') }),
@@ -76,7 +77,9 @@ async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connection
       const kinds = ['ours', ...others.filter(runsOn)]
       for (const kind of alternateWithMemory(kinds, rounds)) {
         apps[kind].mark()
+        const t0 = threadTimes(apps[kind].pid)
         const r = await drive(apps[kind].port, route, seconds, connections)
+        const t1 = threadTimes(apps[kind].pid)
         const { rssMB, cpuUs } = await apps[kind].stats()
         const run = {
           kind,
@@ -87,9 +90,11 @@ async function runExpress ({ url, rounds, seconds, warmupSeconds = 3, connection
           errors: r.errors + r.non2xx + r.timeouts,
           appCpuUsPerReq: cpuUs / r.requests.total,
           rssMB,
+          // Linux: the same CPU split by thread (JS thread, tokio worker, V8's helpers).
+          ...byThread(t0, t1, r.requests.total),
         }
         runs.push(run)
-        log(`  express ${route.padEnd(5)} ${kind.padEnd(6)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p99 ${run.p99} ms  app CPU ${run.appCpuUsPerReq.toFixed(0)} µs/req  rss ${rssMB.toFixed(0)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`)
+        log(`  express ${route.padEnd(5)} ${kind.padEnd(6)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p99 ${run.p99} ms  app CPU ${run.appCpuUsPerReq.toFixed(0)} µs/req${run.jsUsPerReq === undefined ? '' : ` (JS ${run.jsUsPerReq.toFixed(0)} · V8 helpers ${run.helpersUsPerReq.toFixed(0)} · worker ${run.workerUsPerReq.toFixed(0)})`}  rss ${rssMB.toFixed(0)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`)
         await sleep(300)
       }
     }

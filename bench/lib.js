@@ -3,6 +3,7 @@
 // Shared by the benchmarks: the contenders, seeding tables, child processes and statistics.
 
 const { spawn, spawnSync, execSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 const pg = require('pg')
 
@@ -184,6 +185,50 @@ async function settlesWithin (promise, ms) {
   }
 }
 
+const TICK_US = 1e6 / 100 // clock ticks of /proc/*/stat, USER_HZ = 100
+
+/**
+ * CPU µs so far of each thread of `pid`, by thread name (numbers dropped; the main thread as 'main'),
+ * of it in the kernel as `<name> sys`, and its context switches (voluntary and not) as `<name> switches`.
+ * Linux (/proc); {} elsewhere.
+ */
+function threadTimes (pid) {
+  const out = {}
+  let tasks = []
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`)
+  } catch {}
+  for (const t of tasks) {
+    try {
+      const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
+      const name = t === String(pid) ? 'main' : st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')).replace(/\d+$/, '')
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
+      out[name] = (out[name] || 0) + (Number(f[11]) + Number(f[12])) * TICK_US
+      out[`${name} sys`] = (out[`${name} sys`] || 0) + Number(f[12]) * TICK_US
+      const status = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')
+      const switches = /voluntary_ctxt_switches:\s+(\d+)[\s\S]*nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)
+      if (switches) out[`${name} switches`] = (out[`${name} switches`] || 0) + Number(switches[1]) + Number(switches[2])
+    } catch {} // a thread that ended meanwhile
+  }
+  return out
+}
+
+/**
+ * An app's CPU per request by thread between two threadTimes: the JS thread, the addon's tokio
+ * worker, and the rest (V8's helper threads, mostly GC; libuv's pool). Undefined where /proc is not.
+ * @returns {{ jsUsPerReq: number, workerUsPerReq: number, helpersUsPerReq: number } | undefined}
+ */
+function byThread (t0, t1, requests) {
+  if (!('main' in t1)) return undefined
+  const out = { jsUsPerReq: 0, workerUsPerReq: 0, helpersUsPerReq: 0 }
+  for (const [name, us] of Object.entries(t1)) {
+    if (name.endsWith(' switches') || name.endsWith(' sys')) continue
+    const key = name === 'main' ? 'jsUsPerReq' : name === 'tokio-rt-worker' ? 'workerUsPerReq' : 'helpersUsPerReq'
+    out[key] += (us - (t0[name] || 0)) / requests
+  }
+  return out
+}
+
 /**
  * Moves every thread of `pid` to one CPU (Linux `taskset`). `PIN=1` uses it to put an app process
  * alone on CPU 0 and everything else (the databases, the load generator) on CPU 1, as if the
@@ -225,4 +270,4 @@ function unpinnable () {
   return ''
 }
 
-module.exports = { pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }
+module.exports = { threadTimes, byThread, pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

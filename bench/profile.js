@@ -19,7 +19,7 @@ const path = require('node:path')
 const { fork, execSync } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, sql, ask, pin } = require('./lib')
+const { seedTable, sid, sql, ask, pin, threadTimes } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 
@@ -27,20 +27,6 @@ const [kind = 'ours', route = 'read', secondsArg = '8'] = process.argv.slice(2)
 const seconds = Number(secondsArg)
 const OUT = path.join(__dirname, 'results', 'partial')
 const TICK_US = 1e6 / 100 // clock ticks of /proc/*/stat, USER_HZ = 100
-
-/** CPU µs so far of each thread of `pid`, summed by thread name (the main thread as 'main'). */
-function threadTimes (pid) {
-  const out = {}
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
-      const name = t === String(pid) ? 'main' : st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'))
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
-      out[name] = (out[name] || 0) + (Number(f[11]) + Number(f[12])) * TICK_US
-    } catch {}
-  }
-  return out
-}
 
 /** CPU µs so far of every process whose command line matches. */
 function processTimes (pattern) {
@@ -105,7 +91,7 @@ async function main () {
     const n = r.requests.total
     const perRequest = (us) => Number((us / n).toFixed(1))
     const threads = {}
-    for (const name of Object.keys(app1)) if (app1[name] - (app0[name] || 0) > 0.2 * n) threads[name] = perRequest(app1[name] - (app0[name] || 0))
+    for (const name of Object.keys(app1)) if (!/ (switches|sys)$/.test(name) && app1[name] - (app0[name] || 0) > 0.2 * n) threads[name] = perRequest(app1[name] - (app0[name] || 0))
     const self = process.cpuUsage(self0)
     const wal = (await sql(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${wal0}') AS b`)).rows[0].b
     const stats1 = (await sql(url, tableStats)).rows[0]

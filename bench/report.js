@@ -50,6 +50,10 @@ function summarizeExpress (raw) {
     const out = {}
     for (const kind of ['ours', 'cps', 'memory', ...['eager', 'redis', 'sealed'].filter((k) => hasKind(runs, k))]) {
       out[kind] = { reqPerSec: med(runs, kind, 'reqPerSec'), p99Ms: med(runs, kind, 'p99'), rssMB: med(runs, kind, 'rssMB'), cpuUsPerReq: med(runs, kind, 'appCpuUsPerReq') }
+      // Linux runs split the app's CPU by thread (bench/lib.js byThread).
+      if (runs.some((r) => r.kind === kind && r.jsUsPerReq !== undefined)) {
+        out[kind].threads = { js: med(runs, kind, 'jsUsPerReq'), helpers: med(runs, kind, 'helpersUsPerReq'), worker: med(runs, kind, 'workerUsPerReq') }
+      }
     }
     out.ratio = { reqPerSec: roundRatio(runs, 'reqPerSec'), p99: roundRatio(runs, 'p99'), cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq') }
     if (out.redis) {
@@ -199,6 +203,16 @@ function tableRows (s) {
   const rows = []
   const row = (key, ...cells) => rows.push({ key, cells })
   const withRedis = (redis) => { rows[rows.length - 1].redis = redis }
+  // Where an Express route's app CPU goes, by thread; against connect-redis, the difference of each.
+  const threadsRow = (key, label, e, withCps) => {
+    const t = e.ours.threads
+    if (!t) return
+    const split = (x) => (x ? `${f0(x.js)} · ${f0(x.helpers)} · ${f0(x.worker)}` : '')
+    row(key, label, split(t), withCps ? split(e.cps.threads) : '', '', '')
+    const r = e.redis && e.redis.threads
+    const plus = (x) => `${x >= 0 ? '+' : '−'}${f0(Math.abs(x))}`
+    if (r) withRedis([split(r), `${plus(t.js - r.js)} · ${plus(t.helpers - r.helpers)} · ${plus(t.worker - r.worker)} µs`])
+  }
   if (s.store) {
     const { ours, cps, ratio } = s.store
     const r = s.store.redis
@@ -237,6 +251,7 @@ function tableRows (s) {
       if (e.redis) withRedis([f0(e.redis.p99Ms), `${f2(v.p99)}×`])
       row(`express.${route}.cpu`, `Express ${route}: app CPU per request (µs, all threads)`, f0(e.ours.cpuUsPerReq), f0(e.cps.cpuUsPerReq), f2(e.ratio.cpuUsPerReq) + '×', '')
       if (e.redis) withRedis([f0(e.redis.cpuUsPerReq), vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)])
+      threadsRow(`express.${route}.threads`, `Express ${route}: app CPU per request by thread (µs): JS thread · V8 helpers (mostly GC) · the engine's worker`, e, true)
       if (e.eager) {
         const er = e.eagerRatio
         row(`express.${route}.eager`, `Express ${route} with every touch written (\`touchAfter: 0\`): req/s, app CPU per request (µs)`,
@@ -263,6 +278,7 @@ function tableRows (s) {
       const [bar, barText] = route === 'read' ? [1, '≥ 1.0×'] : [0.9, '≥ 0.9×']
       withRedis([`${f0(e.redis.reqPerSec)} · ${f0(e.redis.cpuUsPerReq)} µs`,
         `${vsCell(v.reqPerSec, v.reqPerSecSpread, barText, v.reqPerSec >= bar)} · ${vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)}`])
+      threadsRow(`pinned.${route}.threads`, `Express ${route}, app alone on a core: app CPU per request by thread (µs): JS thread · V8 helpers · worker`, e, false)
     }
   }
   if (s.latency) {
