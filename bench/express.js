@@ -2,7 +2,7 @@
 
 // Express end to end: one app process per store, driven by autocannon from this process,
 // contenders alternated (A B B A, or A B C C B A with connect-redis) on the read route and the
-// write route; MemoryStore once per round as the ceiling.
+// write route; MemoryStore once per round as a reference (no database; connect-redis can beat it).
 
 const { fork } = require('node:child_process')
 const path = require('node:path')

@@ -5,8 +5,8 @@
 
 const { median, LABELS } = require('./lib')
 
-/** Per round, (mean of `mine` in the round) / (mean of `other` in the round). */
-function roundRatios (runs, metric, other, mine) {
+/** Per round, (mean of `mine` in the round) / (mean of `other` in the round); `diff`: minus instead. */
+function roundRatios (runs, metric, other, mine, diff = false) {
   const rounds = new Map()
   for (const r of runs) {
     // Only `mine` and `other` count; a run without this figure (null in JSON) is not a zero.
@@ -15,7 +15,15 @@ function roundRatios (runs, metric, other, mine) {
     rounds.get(r.round)[r.kind].push(r[metric])
   }
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
-  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => mean(r[mine]) / mean(r[other]))
+  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => (diff ? mean(r[mine]) - mean(r[other]) : mean(r[mine]) / mean(r[other])))
+}
+
+/**
+ * Median over rounds of (mean of ours in the round) − (mean of `other` in the round): a
+ * difference of two runs side by side, steadier than the difference of two medians on a noisy machine.
+ */
+function roundDiff (runs, metric, other, mine = 'ours') {
+  return median(roundRatios(runs, metric, other, mine, true))
 }
 
 /** Median over rounds of (mean of ours in the round) / (mean of `other` in the round). */
@@ -63,6 +71,9 @@ function summarizeExpress (raw) {
         p99: roundRatio(runs, 'p99', 'redis'),
         cpuUsPerReq: roundRatio(runs, 'appCpuUsPerReq', 'redis'),
         cpuUsPerReqSpread: roundRatioSpread(runs, 'appCpuUsPerReq', 'redis'),
+      }
+      if (out.ours.threads && out.redis.threads) {
+        out.vsRedis.threadsDiff = { js: roundDiff(runs, 'jsUsPerReq', 'redis'), helpers: roundDiff(runs, 'helpersUsPerReq', 'redis'), worker: roundDiff(runs, 'workerUsPerReq', 'redis') }
       }
     }
     if (out.sealed) {
@@ -210,8 +221,9 @@ function tableRows (s) {
     const split = (x) => (x ? `${f0(x.js)} · ${f0(x.helpers)} · ${f0(x.worker)}` : '')
     row(key, label, split(t), withCps ? split(e.cps.threads) : '', '', '')
     const r = e.redis && e.redis.threads
+    const d = e.vsRedis && e.vsRedis.threadsDiff
     const plus = (x) => `${x >= 0 ? '+' : '−'}${f0(Math.abs(x))}`
-    if (r) withRedis([split(r), `${plus(t.js - r.js)} · ${plus(t.helpers - r.helpers)} · ${plus(t.worker - r.worker)} µs`])
+    if (r && d) withRedis([split(r), `${plus(d.js)} · ${plus(d.helpers)} · ${plus(d.worker)} µs (per-round differences)`])
   }
   if (s.store) {
     const { ours, cps, ratio } = s.store
@@ -391,7 +403,7 @@ function svg (s) {
     panels.push({
       title: `Express ${route} route, requests per second`,
       bars: [[LABELS.cps, e.cps.reqPerSec], [LABELS.ours, e.ours.reqPerSec], ...(e.redis ? [[LABELS.redis, e.redis.reqPerSec]] : []),
-        [LABELS.memory + ' (ceiling)', e.memory.reqPerSec]],
+        [LABELS.memory + ' (no database, reference)', e.memory.reqPerSec]],
     })
   }
   const colors = { [LABELS.cps]: '#9aa5b1', [LABELS.ours]: '#d9480f', [LABELS.redis]: '#a61e4d' }
