@@ -7,8 +7,9 @@
 // Prints each run's req/s, app CPU per request and each app thread's CPU per request (main = the JS
 // thread, node = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker; `<thread> sys` the
 // part in the kernel, `<thread> switches` its context switches), the app's RSS and V8 heap in use,
-// then medians and spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1. CPUPROF=1 writes each
-// app's V8 profile to bench/results/partial/ab-<n>/; NODE_ARGS='--trace-gc-nvp …' are the apps' node flags.
+// then medians and spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1.
+// CPUPROF=1 writes each app's V8 profile to bench/results/partial/ab-<n>/; NODE_ARGS='--trace-gc-nvp …'
+// are the apps' node flags.
 
 const path = require('node:path')
 const { fork } = require('node:child_process')

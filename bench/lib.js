@@ -1,6 +1,7 @@
 'use strict'
 
-// Shared by the benchmarks: the contenders, seeding tables, child processes and statistics.
+// Shared by the benchmarks: the contenders, seeding tables, child processes, per-thread CPU (/proc),
+// pinning to a CPU and statistics.
 
 const { spawn, spawnSync, execSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -270,4 +271,4 @@ function unpinnable () {
   return ''
 }
 
-module.exports = { threadTimes, byThread, pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }
+module.exports = { TICK_US, threadTimes, byThread, pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

@@ -19,14 +19,13 @@ const path = require('node:path')
 const { fork, execSync } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, sql, ask, pin, threadTimes } = require('./lib')
+const { seedTable, sid, sql, ask, pin, threadTimes, TICK_US } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 
 const [kind = 'ours', route = 'read', secondsArg = '8'] = process.argv.slice(2)
 const seconds = Number(secondsArg)
 const OUT = path.join(__dirname, 'results', 'partial')
-const TICK_US = 1e6 / 100 // clock ticks of /proc/*/stat, USER_HZ = 100
 
 /** CPU µs so far of every process whose command line matches. */
 function processTimes (pattern) {

@@ -5,8 +5,11 @@
 
 const { median, LABELS } = require('./lib')
 
-/** Per round, (mean of `mine` in the round) / (mean of `other` in the round); `diff`: minus instead. */
-function roundRatios (runs, metric, other, mine, diff = false) {
+/**
+ * Per round, `combine(mean of mine in the round, mean of other in the round)`: a ratio, or a
+ * difference.
+ */
+function perRound (runs, metric, other, mine, combine) {
   const rounds = new Map()
   for (const r of runs) {
     // Only `mine` and `other` count; a run without this figure (null in JSON) is not a zero.
@@ -15,25 +18,27 @@ function roundRatios (runs, metric, other, mine, diff = false) {
     rounds.get(r.round)[r.kind].push(r[metric])
   }
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
-  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => (diff ? mean(r[mine]) - mean(r[other]) : mean(r[mine]) / mean(r[other])))
+  return [...rounds.values()].filter((r) => r[mine].length && r[other].length).map((r) => combine(mean(r[mine]), mean(r[other])))
 }
+const ratio = (a, b) => a / b
+const minus = (a, b) => a - b
 
 /**
  * Median over rounds of (mean of ours in the round) − (mean of `other` in the round): a
  * difference of two runs side by side, steadier than the difference of two medians on a noisy machine.
  */
 function roundDiff (runs, metric, other, mine = 'ours') {
-  return median(roundRatios(runs, metric, other, mine, true))
+  return median(perRound(runs, metric, other, mine, minus))
 }
 
 /** Median over rounds of (mean of ours in the round) / (mean of `other` in the round). */
 function roundRatio (runs, metric, other = 'cps', mine = 'ours') {
-  return median(roundRatios(runs, metric, other, mine))
+  return median(perRound(runs, metric, other, mine, ratio))
 }
 
 /** The per-round ratios themselves, lowest and highest: the spread of `roundRatio`. */
 function roundRatioSpread (runs, metric, other, mine = 'ours') {
-  const ratios = roundRatios(runs, metric, other, mine)
+  const ratios = perRound(runs, metric, other, mine, ratio)
   return ratios.length ? [Math.min(...ratios), Math.max(...ratios)] : [NaN, NaN]
 }
 
@@ -222,7 +227,7 @@ function tableRows (s) {
     row(key, label, split(t), withCps ? split(e.cps.threads) : '', '', '')
     const r = e.redis && e.redis.threads
     const d = e.vsRedis && e.vsRedis.threadsDiff
-    const plus = (x) => `${x >= 0 ? '+' : '−'}${f0(Math.abs(x))}`
+    const plus = (x) => (Number.isFinite(x) ? `${Math.round(x) >= 0 ? '+' : '−'}${f0(Math.abs(x))}` : '–')
     if (r && d) withRedis([split(r), `${plus(d.js)} · ${plus(d.helpers)} · ${plus(d.worker)} µs (per-round differences)`])
   }
   if (s.store) {
@@ -286,10 +291,11 @@ function tableRows (s) {
       const e = s.expressPinned[route]
       const v = e.vsRedis
       row(`pinned.${route}`, `Express ${route}, app alone on a core: req/s · app CPU per request`, `${f0(e.ours.reqPerSec)} · ${f0(e.ours.cpuUsPerReq)} µs`, '', '', '')
-      if (!v) continue
-      const [bar, barText] = route === 'read' ? [1, '≥ 1.0×'] : [0.9, '≥ 0.9×']
-      withRedis([`${f0(e.redis.reqPerSec)} · ${f0(e.redis.cpuUsPerReq)} µs`,
-        `${vsCell(v.reqPerSec, v.reqPerSecSpread, barText, v.reqPerSec >= bar)} · ${vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)}`])
+      if (v) {
+        const [bar, barText] = route === 'read' ? [1, '≥ 1.0×'] : [0.9, '≥ 0.9×']
+        withRedis([`${f0(e.redis.reqPerSec)} · ${f0(e.redis.cpuUsPerReq)} µs`,
+          `${vsCell(v.reqPerSec, v.reqPerSecSpread, barText, v.reqPerSec >= bar)} · ${vsCell(v.cpuUsPerReq, v.cpuUsPerReqSpread, '≤ 1.0×', v.cpuUsPerReq <= 1)}`])
+      }
       threadsRow(`pinned.${route}.threads`, `Express ${route}, app alone on a core: app CPU per request by thread (µs): JS thread · V8 helpers · worker`, e, false)
     }
   }
