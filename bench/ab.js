@@ -5,9 +5,9 @@
 // PostgreSQL (and a Redis for a `redis` kind): e.g. `/tmp/main:ours .:ours .:redis` compares a build of
 // main (a copy of the tree with its own .node, node_modules linked) with this one and connect-redis.
 // Prints each run's req/s, app CPU per request and each app thread's CPU per request (main = the JS
-// thread, node = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker; `<thread> sys` the
-// part in the kernel, `<thread> switches` its context switches), the app's RSS and V8 heap in use,
-// then medians and spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1.
+// thread; node, V8Worker on Node 24 = V8's helpers, mostly GC; tokio-rt-worker = the addon's worker;
+// `<thread> sys` the part in the kernel, `<thread> switches` its context switches), the app's RSS and
+// V8 heap in use, then medians and spreads. PIN=1 as in run.js: each app alone on CPU 0, everything else on CPU 1.
 // CPUPROF=1 writes each app's V8 profile to bench/results/partial/ab-<n>/; NODE_ARGS='--trace-gc-nvp …'
 // are the apps' node flags.
 

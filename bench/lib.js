@@ -214,6 +214,9 @@ function threadTimes (pid) {
   return out
 }
 
+/** Whether a threadTimes key is a thread's CPU time (not its ' sys' part or its ' switches'). */
+const isCpuTime = (key) => !key.endsWith(' sys') && !key.endsWith(' switches')
+
 /**
  * An app's CPU per request by thread between two threadTimes: the JS thread, the addon's tokio
  * worker, and the rest (V8's helper threads, mostly GC; libuv's pool). Undefined where /proc is not.
@@ -223,7 +226,7 @@ function byThread (t0, t1, requests) {
   if (!('main' in t1)) return undefined
   const out = { jsUsPerReq: 0, workerUsPerReq: 0, helpersUsPerReq: 0 }
   for (const [name, us] of Object.entries(t1)) {
-    if (name.endsWith(' switches') || name.endsWith(' sys')) continue
+    if (!isCpuTime(name)) continue
     const key = name === 'main' ? 'jsUsPerReq' : name === 'tokio-rt-worker' ? 'workerUsPerReq' : 'helpersUsPerReq'
     out[key] += (us - (t0[name] || 0)) / requests
   }
@@ -261,7 +264,7 @@ function pinTree (pid, cpu) {
 function unpinnable () {
   if (process.platform !== 'linux') return 'not Linux'
   // The CPUs this process may use (a container's cpuset may leave out CPU 0 or 1).
-  const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))
+  const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))
   const cpus = new Set((allowed ? allowed[1] : '').split(',').flatMap((part) => {
     const [a, b = a] = part.split('-').map(Number)
     return Array.from({ length: b - a + 1 }, (_, i) => a + i)
@@ -271,4 +274,4 @@ function unpinnable () {
   return ''
 }
 
-module.exports = { TICK_US, threadTimes, byThread, pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }
+module.exports = { TICK_US, threadTimes, isCpuTime, byThread, pin, pinTree, unpinnable, createTableSql, sessionObject, sid, seedTable, sql, makeStore, LABELS, runChild, percentile, median, alternate, alternateAll, sleep, ask, settlesWithin }

@@ -19,7 +19,7 @@ const path = require('node:path')
 const { fork, execSync } = require('node:child_process')
 const autocannon = require('autocannon')
 const signature = require('cookie-signature')
-const { seedTable, sid, sql, ask, pin, threadTimes, TICK_US } = require('./lib')
+const { seedTable, sid, sql, ask, pin, threadTimes, isCpuTime, TICK_US } = require('./lib')
 const { startServer } = require('../__test__/pg-server')
 const { startRedis } = require('./redis')
 
@@ -90,7 +90,7 @@ async function main () {
     const n = r.requests.total
     const perRequest = (us) => Number((us / n).toFixed(1))
     const threads = {}
-    for (const name of Object.keys(app1)) if (!/ (switches|sys)$/.test(name) && app1[name] - (app0[name] || 0) > 0.2 * n) threads[name] = perRequest(app1[name] - (app0[name] || 0))
+    for (const name of Object.keys(app1)) if (isCpuTime(name) && app1[name] - (app0[name] || 0) > 0.2 * n) threads[name] = perRequest(app1[name] - (app0[name] || 0))
     const self = process.cpuUsage(self0)
     const wal = (await sql(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${wal0}') AS b`)).rows[0].b
     const stats1 = (await sql(url, tableStats)).rows[0]
